@@ -119,8 +119,11 @@ char *apc_buf_take(apc_buf_t *b)
         apc_buf_free(b);
         return NULL;
     }
-    if (b->data == NULL && reserve(b, 0) != 0)
-        return NULL;
+    if (b->data == NULL) {
+        if (reserve(b, 0) != 0)
+            return NULL;
+        b->data[0] = '\0';
+    }
     s = b->data;
     b->data = NULL;
     b->len = b->cap = 0;
