@@ -30,7 +30,7 @@
 
 #include "apc_error.h"
 
-#define MAX_EXACT 9007199254740992.0 /* 2^53 */
+#define MAX_EXACT 9007199254740992.0 /* 2^53: the first double that may be a rounded value */
 
 /* What a decoded struct owns: the JSON tree its strings point into, and its arrays. */
 typedef struct owner {
@@ -539,7 +539,9 @@ static int exact_int(const cJSON *it, int64_t *out)
 {
     double v = it->valuedouble;
 
-    if (!cJSON_IsNumber(it) || !isfinite(v) || v != floor(v) || v > MAX_EXACT || v < -MAX_EXACT)
+    /* NaN fails v == floor(v) and infinities fail the range test, so no isfinite() is needed
+       (mingw's isfinite macro trips -Wfloat-conversion). */
+    if (!cJSON_IsNumber(it) || v != floor(v) || v >= MAX_EXACT || v <= -MAX_EXACT)
         return -1;
     *out = (int64_t)v;
     return 0;
