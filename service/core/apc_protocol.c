@@ -1034,7 +1034,8 @@ static int add_runs_fitting(cJSON *o, const apc_proto_response_t *r)
     size_t total, i;
     int more = r->more;
 
-    if (arr == NULL || add_bool(o, "more", 1) != 0)
+    /* Measure with "false", the longer of the two values the flag can take. */
+    if (arr == NULL || add_bool(o, "more", 0) != 0)
         return -1;
     total = printed_size(o);
     if (total == 0)
@@ -1078,7 +1079,7 @@ static int add_logs_fitting(cJSON *o, const apc_proto_response_t *r)
 
     if (clean == NULL)
         return -1;
-    if (!cJSON_AddStringToObject(o, "data", "") || add_bool(o, "truncated", 1) != 0)
+    if (!cJSON_AddStringToObject(o, "data", "") || add_bool(o, "truncated", 0) != 0)
         goto cleanup;
     total = printed_size(o);
     if (total == 0)

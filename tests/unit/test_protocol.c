@@ -552,6 +552,30 @@ static void logs_keep_the_newest_bytes_that_fit(void **state)
     free(data);
 }
 
+static void logs_that_fit_exactly_are_not_truncated(void **state)
+{
+    const char *envelope = "{\"v\":1,\"ok\":true,\"id\":9,\"data\":\"\",\"truncated\":false}";
+    size_t n = APC_PROTO_MAX_MESSAGE - strlen(envelope);
+    char *data = malloc(n + 1);
+    apc_proto_response_t r, back;
+    apc_buf_t b = {0};
+    (void)state;
+    assert_non_null(data);
+    memset(data, 'x', n);
+    data[n] = '\0';
+    apc_proto_response_init(&r, APC_RESP_LOGS);
+    r.id = 9;
+    r.data = data;
+    assert_int_equal(apc_proto_response_encode(&r, &b, NULL, 0), 0);
+    assert_int_equal(b.len, APC_PROTO_MAX_MESSAGE);
+    assert_int_equal(apc_proto_response_decode(b.data, b.len, APC_OP_LOGS, &back, NULL, 0), 0);
+    assert_int_equal(back.truncated, 0);
+    assert_int_equal(strlen(back.data), n);
+    apc_proto_response_free(&back);
+    apc_buf_free(&b);
+    free(data);
+}
+
 static void invalid_utf8_output_is_sent_with_replacement_characters(void **state)
 {
     apc_proto_response_t r, back;
@@ -643,6 +667,7 @@ int main(void)
         cmocka_unit_test(status_list_submit_ack_and_logs_round_trip),
         cmocka_unit_test(history_round_trips_and_fits_the_cap),
         cmocka_unit_test(logs_keep_the_newest_bytes_that_fit),
+        cmocka_unit_test(logs_that_fit_exactly_are_not_truncated),
         cmocka_unit_test(invalid_utf8_output_is_sent_with_replacement_characters),
         cmocka_unit_test(response_decoder_ignores_new_keys_but_checks_known_ones),
         cmocka_unit_test(run_record_values_are_checked_on_decode),
