@@ -42,6 +42,8 @@
 #define MAX_YEAR 9999
 /* Unix seconds of 0000-01-01T00:00:00Z; earlier instants are clamped to it. */
 #define MIN_UTC_S INT64_C(-62167219200)
+/* Unix seconds of 9999-12-31T23:59:59Z: no fire time is reported after it. */
+#define MAX_UTC_S INT64_C(253402300799)
 /* Generous bound on an offset (the real maximum is 14 h; POSIX rules allow 24 h). */
 #define MAX_OFFSET_S (26 * 3600)
 
@@ -142,10 +144,10 @@ static int next_wall(const apc_cron_t *c, int64_t wall_floor, int64_t *out)
     int64_t sod = t - days * 86400;
     int64_t y;
     int mo, d, h = (int)(sod / 3600), mi = (int)(sod / 60 % 60), s = (int)(sod % 60);
-    uint64_t bits;
 
     apc_civil_from_days(days, &y, &mo, &d);
     for (;;) {
+        uint64_t bits;
         if (y > MAX_YEAR)
             return APC_ENOTFOUND;
         bits = (uint64_t)c->mon & from_bit(mo);
@@ -251,8 +253,13 @@ static int wall_to_utc(const apc_tz_t *tz, int64_t w, int64_t *first, int *overl
     int va, vb, rc;
 
     *overlap = 0;
-    /* The offsets in force a day before and a day after w: transitions are further apart. */
-    if ((rc = off_at(tz, w - 86400, &oa)) != 0 || (rc = off_at(tz, w + 86400, &ob)) != 0)
+    /*
+     * Every instant that can show wall time w lies within MAX_OFFSET_S of w. The offsets at the
+     * two ends of that window are the one before and the one after the only change that can
+     * lie inside it (the apc_tz.h contract puts changes at least 7 days apart).
+     */
+    if ((rc = off_at(tz, w - MAX_OFFSET_S, &oa)) != 0 ||
+        (rc = off_at(tz, w + MAX_OFFSET_S, &ob)) != 0)
         return rc;
     ua = w - oa;
     ub = w - ob;
@@ -298,7 +305,7 @@ static int cron_next(const apc_cron_t *c, int64_t after_ms, const apc_tz_t *tz, 
 
     if (after_s < MIN_UTC_S)
         after_s = MIN_UTC_S - 1;
-    if (after_s > INT64_C(253402300799)) /* 9999-12-31T23:59:59Z */
+    if (after_s >= MAX_UTC_S)
         return APC_ENOTFOUND;
     if ((rc = off_at(tz, after_s, &o)) != 0)
         return rc;
@@ -312,6 +319,8 @@ static int cron_next(const apc_cron_t *c, int64_t after_ms, const apc_tz_t *tz, 
         if ((rc = wall_to_utc(tz, w, &first, &overlap, &skip)) != 0)
             return rc;
         if (first > after_s) {
+            if (first > MAX_UTC_S)
+                return APC_ENOTFOUND;
             *next_ms = first * 1000;
             return 0;
         }
@@ -459,7 +468,7 @@ static int parse_item(fparse_t *fp, const char *p, const char *end, uint64_t *bi
 {
     const char *item = p;
     int ilen = (int)(end - p);
-    int lo, hi, st = 1, rc;
+    int lo, hi, st = 1;
     int single = 0;
 
     if (fp->f == &fields[F_DOM] && ilen == 1 && c_upper(*p) == 'L') {
@@ -471,7 +480,8 @@ static int parse_item(fparse_t *fp, const char *p, const char *end, uint64_t *bi
         hi = fp->f->hi;
         p++;
     } else {
-        if ((rc = read_value(fp, &p, end, &lo)) != 0)
+        int rc = read_value(fp, &p, end, &lo);
+        if (rc != 0)
             return rc;
         hi = lo;
         single = 1;
@@ -541,7 +551,6 @@ static int parse_field(int fi, const char *s, int len, apc_cron_t *c, char *err,
     fparse_t fp;
     uint64_t bits = 0;
     const char *p = s, *end = s + len;
-    int rc;
 
     fp.f = &fields[fi];
     fp.field = s;
@@ -550,6 +559,7 @@ static int parse_field(int fi, const char *s, int len, apc_cron_t *c, char *err,
     fp.errsz = errsz;
     for (;;) {
         const char *comma = p;
+        int rc;
         while (comma < end && *comma != ',')
             comma++;
         if (comma == p)
@@ -596,25 +606,44 @@ static int is_space(char c)
     return c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '\v' || c == '\f';
 }
 
+/* Returns the first non-space character of [p, end), or end. */
+static const char *skip_space(const char *p, const char *end)
+{
+    while (p < end && is_space(*p))
+        p++;
+    return p;
+}
+
+/* Returns the end of the word (run of non-space characters) that starts at p. */
+static const char *skip_word(const char *p, const char *end)
+{
+    while (p < end && !is_space(*p))
+        p++;
+    return p;
+}
+
+/* Returns the end of [s, e) with trailing spaces removed. */
+static const char *trim_end(const char *s, const char *e)
+{
+    while (e > s && is_space(e[-1]))
+        e--;
+    return e;
+}
+
 static int parse_cron(const char *s, size_t len, apc_cron_t *c, char *err, size_t errsz)
 {
     const char *start[7];
     int flen[7];
-    int n = 0, first, i, rc;
+    int n = 0, first, i;
     const char *p = s, *end = s + len;
 
-    while (p < end) {
-        while (p < end && is_space(*p))
-            p++;
-        if (p == end)
-            break;
+    for (p = skip_space(p, end); p < end; p = skip_space(p, end)) {
+        const char *w = p;
+        p = skip_word(p, end);
         if (n < 7) {
-            start[n] = p;
+            start[n] = w;
+            flen[n] = (int)(p - w);
         }
-        while (p < end && !is_space(*p))
-            p++;
-        if (n < 7)
-            flen[n] = (int)(p - start[n]);
         n++;
     }
     if (n != 5 && n != 6)
@@ -625,9 +654,11 @@ static int parse_cron(const char *s, size_t len, apc_cron_t *c, char *err, size_
         c->sec = 1; /* second 0 */
     else
         c->flags |= APC_CRON_SECONDS;
-    for (i = 0; i < n; i++)
-        if ((rc = parse_field(first + i, start[i], flen[i], c, err, errsz)) != 0)
+    for (i = 0; i < n; i++) {
+        int rc = parse_field(first + i, start[i], flen[i], c, err, errsz);
+        if (rc != 0)
             return rc;
+    }
     return 0;
 }
 
@@ -659,18 +690,16 @@ static const struct {
 static int parse_macro(const char *s, size_t len, apc_schedule_t *out, char *err, size_t errsz)
 {
     const char *w = s + 1, *p = s + 1, *end = s + len;
-    char arg[128];
     size_t wn, an;
-    int rc;
 
-    while (p < end && !is_space(*p))
-        p++;
+    p = skip_word(p, end);
     wn = (size_t)(p - w);
-    while (p < end && is_space(*p))
-        p++;
+    p = skip_space(p, end);
     an = (size_t)(end - p);
     if (word_is(w, wn, "every") || word_is(w, wn, "at")) {
         int every = word_is(w, wn, "every");
+        char arg[128];
+        int rc;
         if (an == 0)
             return apc_seterr(err, errsz, APC_ESYNTAX,
                               every ? "@every needs a duration, e.g. \"@every 15m\""
@@ -726,12 +755,9 @@ int apc_schedule_parse(const char *expr, apc_schedule_t *out, char *err, size_t 
 
     if (expr == NULL || out == NULL)
         return apc_seterr(err, errsz, APC_EINVAL, "schedule is missing");
-    s = expr;
-    while (is_space(*s))
-        s++;
-    e = s + strlen(s);
-    while (e > s && is_space(e[-1]))
-        e--;
+    e = expr + strlen(expr);
+    s = skip_space(expr, e);
+    e = trim_end(s, e);
     len = (size_t)(e - s);
     if (len == 0)
         return apc_seterr(err, errsz, APC_ESYNTAX, "schedule is empty");
@@ -841,7 +867,7 @@ int apc_schedule_dst_lint(const apc_schedule_t *s, int64_t from_ms, const apc_tz
     if (s->kind != APC_SCHED_CRON)
         return 0;
     from_s = apc_floor_div(from_ms, 1000);
-    if (from_s < MIN_UTC_S || from_s > INT64_C(253402300799) - 366 * 86400)
+    if (from_s < MIN_UTC_S || from_s > MAX_UTC_S - 366 * 86400)
         return APC_ERANGE;
     /* "The next 12 months": the same UTC date and time one year later (Feb 29 -> Feb 28). */
     apc_civil_from_days(apc_floor_div(from_s, 86400), &y, &m, &d);

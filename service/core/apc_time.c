@@ -228,7 +228,6 @@ int apc_size_parse(const char *s, uint64_t *out_bytes, char *err, size_t errsz)
     };
     const char *p = s;
     uint64_t n = 0, mult = 1;
-    size_t i;
 
     if (s == NULL || out_bytes == NULL)
         return apc_seterr(err, errsz, APC_EINVAL, "size is missing");
@@ -246,7 +245,7 @@ int apc_size_parse(const char *s, uint64_t *out_bytes, char *err, size_t errsz)
     }
     if (*p != '\0') {
         int found = 0;
-        for (i = 0; i < sizeof su / sizeof su[0]; i++) {
+        for (size_t i = 0; i < sizeof su / sizeof su[0]; i++) {
             if (strcmp(p, su[i].name) == 0) {
                 mult = su[i].mult;
                 found = 1;

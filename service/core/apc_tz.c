@@ -124,6 +124,57 @@ void apc_tz_from_rules(apc_tz_t *tz, const apc_tz_rules_t *rules)
     tz->name = rules->name;
 }
 
+/*
+ * The provider contract (apc_tz.h) promises that offset changes are at least
+ * APC_TZ_MIN_CHANGE_GAP_S apart, which lets the scheduler find the single
+ * change near a local time by sampling. Real rules change months apart; a
+ * rule like "J6,5/29" (a 26-hour summer) is rejected here. The check replays
+ * the changes of 2000-2030 exactly as rules_offset_at orders them; that span
+ * has every combination of weekday and leap year a rule can depend on.
+ */
+static int changes_far_apart(const apc_tz_rules_t *r)
+{
+    int64_t at[64];
+    int dst[64];
+    int n = 0, state = -1;
+    int64_t last = 0;
+    int have_last = 0;
+
+    for (int64_t y = 2000; y <= 2030; y++) {
+        at[n] = rule_local_s(&r->start, y) - r->std_offset_s;
+        dst[n++] = 1;
+        at[n] = rule_local_s(&r->end, y) - r->dst_offset_s;
+        dst[n++] = 0;
+    }
+    /* Insertion sort by instant; on a tie the end comes first, as in rules_offset_at. */
+    for (int i = 1; i < n; i++) {
+        int64_t a = at[i];
+        int d = dst[i], j = i - 1;
+        while (j >= 0 && (at[j] > a || (at[j] == a && dst[j] > d))) {
+            at[j + 1] = at[j];
+            dst[j + 1] = dst[j];
+            j--;
+        }
+        at[j + 1] = a;
+        dst[j + 1] = d;
+    }
+    for (int i = 0; i < n; i++) {
+        /* Events at the same instant collapse: only the last one is ever in force. */
+        if (i + 1 < n && at[i + 1] == at[i])
+            continue;
+        if (dst[i] == state)
+            continue;
+        if (state >= 0) {
+            if (have_last && at[i] - last < APC_TZ_MIN_CHANGE_GAP_S)
+                return 0;
+            last = at[i];
+            have_last = 1;
+        }
+        state = dst[i];
+    }
+    return 1;
+}
+
 /* ---- POSIX TZ rules: parsing ------------------------------------------- */
 
 typedef struct {
@@ -354,6 +405,9 @@ int apc_tz_rules_parse(const char *spec, apc_tz_rules_t *out, char *err, size_t 
     if (*ps.p != '\0')
         return apc_seterr(err, errsz, APC_ESYNTAX, "time zone \"%s\" has unexpected text \"%s\"",
                           spec, ps.p);
+    if (r.has_dst && r.dst_offset_s != r.std_offset_s && !changes_far_apart(&r))
+        return apc_seterr(err, errsz, APC_ERANGE,
+                          "time zone \"%s\" changes its UTC offset twice within 7 days", spec);
     *out = r;
     return 0;
 }

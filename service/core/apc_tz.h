@@ -22,6 +22,14 @@
 #include <stddef.h>
 #include <stdint.h>
 
+/*
+ * Contract for every provider, relied on by apc_schedule.c to find the one
+ * change near a local time by sampling: |offset| < 26 hours, and two changes
+ * of offset are at least APC_TZ_MIN_CHANGE_GAP_S apart (true of the current
+ * rules of every real zone; apc_tz_rules_parse enforces it).
+ */
+#define APC_TZ_MIN_CHANGE_GAP_S (7 * 86400)
+
 typedef struct apc_tz apc_tz_t;
 struct apc_tz {
     /* Returns 0 and the UTC offset in seconds in force at the instant utc_s. */

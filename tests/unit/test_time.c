@@ -188,13 +188,13 @@ static void duration_format_round_trips(void **state)
 
 static void duration_format_rejects_negative_and_small_buffers(void **state)
 {
-    char buf[5] = "xxxx";
+    char buf[6] = "xxxxx";
     (void)state;
     assert_int_equal(apc_duration_format(-1, buf, sizeof buf), APC_EINVAL);
     assert_string_equal(buf, "");
-    assert_int_equal(apc_duration_format(5400000, buf, sizeof buf), APC_ETOOBIG);
+    assert_int_equal(apc_duration_format(5400000, buf, sizeof buf - 1), APC_ETOOBIG);
     assert_string_equal(buf, "");
-    assert_int_equal(apc_duration_format(5400000, buf, 6), 0);
+    assert_int_equal(apc_duration_format(5400000, buf, sizeof buf), 0);
     assert_string_equal(buf, "1h30m");
 }
 

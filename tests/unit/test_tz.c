@@ -214,6 +214,18 @@ static void rules_errors_are_exact(void **state)
         APC_ETOOBIG, "time zone \"UTC0UTC0UTC0UTC0UTC0...\" is longer than 79 bytes");
 }
 
+static void rules_changing_twice_within_a_week_are_rejected(void **state)
+{
+    (void)state;
+    /* A 26-hour summer: Jan 6 02:00 to Jan 7 05:00. */
+    expect_rules_error("<+03>-3<+04>,J6,5/29", APC_ERANGE,
+                       "time zone \"<+03>-3<+04>,J6,5/29\" changes its UTC offset twice within 7 "
+                       "days");
+    expect_rules_error("AAA0BBB,M3.2.0,M3.3.0/1", APC_ERANGE,
+                       "time zone \"AAA0BBB,M3.2.0,M3.3.0/1\" changes its UTC offset twice within "
+                       "7 days");
+}
+
 static void offset_at_ms_floors_to_the_second(void **state)
 {
     apc_tz_rules_t r = rules_of(NEW_YORK);
@@ -311,6 +323,7 @@ int main(void)
         cmocka_unit_test(quoted_names_and_minute_offsets_parse),
         cmocka_unit_test(explicit_daylight_offset_is_used),
         cmocka_unit_test(rules_errors_are_exact),
+        cmocka_unit_test(rules_changing_twice_within_a_week_are_rejected),
         cmocka_unit_test(offset_at_ms_floors_to_the_second),
 #ifndef _WIN32
         cmocka_unit_test(rules_match_libc_for_new_york),
