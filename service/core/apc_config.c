@@ -1264,15 +1264,6 @@ static void job_timezone(ctx_t *c, const seg_t *at, const cJSON *v, apc_job_conf
             return;
         }
     }
-    if (strchr(s, '/') != NULL) {
-        apc_buf_t q = {0};
-        report(c, at, v,
-               "zone names like %s are not supported; use \"local\", \"UTC\" or a POSIX TZ "
-               "rule like \"CET-1CEST,M3.5.0,M10.5.0/3\"",
-               with_quoted(&q, s));
-        apc_buf_free(&q);
-        return;
-    }
     if (c->nzones >= APC_CONFIG_MAX_ZONES) {
         report(c, at, v, "too many different time zones (at most %u)", APC_CONFIG_MAX_ZONES);
         return;
@@ -1290,7 +1281,17 @@ static void job_timezone(ctx_t *c, const seg_t *at, const cJSON *v, apc_job_conf
     z = &c->zones[c->nzones];
     memset(z, 0, sizeof(*z));
     if (apc_tz_rules_parse(s, &z->rules, c->err, sizeof(c->err)) != 0) {
-        report(c, at, v, "%s", c->err);
+        if (strchr(s, '/') != NULL && strchr(s, ',') == NULL) {
+            /* Looks like an IANA name ("Europe/Paris"): say what to write instead. */
+            apc_buf_t q = {0};
+            report(c, at, v,
+                   "zone names like %s are not supported; use \"local\", \"UTC\" or a POSIX TZ "
+                   "rule like \"CET-1CEST,M3.5.0,M10.5.0/3\"",
+                   with_quoted(&q, s));
+            apc_buf_free(&q);
+        } else {
+            report(c, at, v, "%s", c->err);
+        }
         return;
     }
     z->kind = APC_ZONE_RULES;
