@@ -261,6 +261,11 @@ static int wall_to_utc(const apc_tz_t *tz, int64_t w, int64_t *first, int *overl
     if ((rc = off_at(tz, w - MAX_OFFSET_S, &oa)) != 0 ||
         (rc = off_at(tz, w + MAX_OFFSET_S, &ob)) != 0)
         return rc;
+    if (oa == ob) {
+        /* No change in the window: the one reading is the answer. */
+        *first = w - oa;
+        return 0;
+    }
     ua = w - oa;
     ub = w - ob;
     if ((rc = off_at(tz, ua, &o)) != 0)
@@ -289,10 +294,6 @@ static int wall_to_utc(const apc_tz_t *tz, int64_t w, int64_t *first, int *overl
         return 0;
     }
     /* Skipped: fire at the first valid instant after the gap, the transition itself. */
-    if (ua == ub) {
-        *first = ua;
-        return 0;
-    }
     return find_transition(tz, ua < ub ? ua : ub, ua < ub ? ub : ua, first);
 }
 
@@ -431,6 +432,9 @@ static int read_value(fparse_t *fp, const char **pp, const char *end, int *out)
     }
     while (p < end && (c_alpha(*p) || c_digit(*p)))
         p++;
+    /* "FRIL": a day name followed by the L of "last such weekday"; parse_item reads the L. */
+    if (fp->f == &fields[F_DOW] && p - tok == 4 && c_alpha(tok[0]) && c_upper(tok[3]) == 'L')
+        p = tok + 3;
     if (p == tok) {
         if (tok == end)
             return apc_seterr(fp->err, fp->errsz, APC_ESYNTAX, "%s field \"%.*s\" is incomplete",

@@ -90,9 +90,12 @@ int apc_schedule_next(const apc_schedule_t *s, int64_t after_ms, const apc_tz_t 
  * repeated local hour, naming the date and the rule that will apply, e.g.
  *   2026-03-08: 02:30 does not exist (clocks go forward 02:00->03:00); runs at 03:00
  *   2026-11-01: 01:30 occurs twice (clocks go back 02:00->01:00); runs once, at the first
+ *   (UTC-04:00)
  * At most 8 lines are written per transition, then one "... and N more"
  * line. *count receives the number of affected fire times (0 for non-cron
- * schedules). Returns 0, APC_ENOMEM if out failed, or the zone's error.
+ * schedules). "12 months" ends at the same UTC date and time one year later.
+ * Returns 0, APC_ENOMEM if out failed, APC_ERANGE if from_ms is not within
+ * years 0000-9998, or the zone's error.
  */
 int apc_schedule_dst_lint(const apc_schedule_t *s, int64_t from_ms, const apc_tz_t *tz,
                           apc_buf_t *out, int *count);

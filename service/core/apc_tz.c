@@ -12,6 +12,10 @@
  * Thread safety: the providers are pure functions of immutable data; the
  * libc provider calls localtime_r, which reads TZ.
  */
+#if !defined(_WIN32) && !defined(_POSIX_C_SOURCE)
+/* localtime_r is POSIX; the build defines this too, but a hand-built fuzzer may not. */
+#define _POSIX_C_SOURCE 200809L
+#endif
 #include "apc_tz.h"
 
 #include <string.h>

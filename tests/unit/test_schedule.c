@@ -228,6 +228,8 @@ static void last_weekday_of_the_month(void **state)
                                        "2027-03-28T01:00:00Z"};
     (void)state;
     expect_fires("0 1 * 3,10 0L", apc_tz_utc(), "2026-01-01T00:00:00Z", 3, want);
+    expect_fires("0 1 * 3,10 SUNL", apc_tz_utc(), "2026-01-01T00:00:00Z", 3, want);
+    expect_fires("0 1 * 3,10 sunl", apc_tz_utc(), "2026-01-01T00:00:00Z", 3, want);
 }
 
 static void day_list_with_nth_and_plain_weekdays(void **state)
@@ -373,6 +375,10 @@ static void unknown_name_is_reported(void **state)
                  "month field \"JANUARY\" is not a number or month name (JAN-DEC)");
     expect_error("0 0 * * FUN", APC_ESYNTAX,
                  "day-of-week field \"FUN\" is not a number or day name (SUN-SAT)");
+    expect_error("0 0 * * FUNL", APC_ESYNTAX,
+                 "day-of-week field \"FUN\" is not a number or day name (SUN-SAT)");
+    expect_error("0 0 * * MONDAY", APC_ESYNTAX,
+                 "day-of-week field \"MONDAY\" is not a number or day name (SUN-SAT)");
     expect_error("x * * * *", APC_ESYNTAX, "minute field \"x\" is not a number");
     expect_error("0 0 LW * *", APC_ESYNTAX, "day-of-month field \"LW\" is not a number or L");
     expect_error("0 MON * * *", APC_ESYNTAX, "hour field \"MON\" is not a number");
