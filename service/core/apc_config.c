@@ -1488,6 +1488,36 @@ static size_t first_bad_byte(const unsigned char *s, size_t len)
     return len;
 }
 
+/*
+ * cJSON accepts "\uZZZZ" (reading bad hex digits as 0) and "\u0000", and
+ * both cut the string short without a word. In text cJSON has accepted, a
+ * backslash only occurs inside strings, so finding such escapes needs no
+ * string tracking: returns the offset of the first one, or len.
+ */
+static size_t first_nul_escape(const char *text, size_t len)
+{
+    const char *p = text, *end = text + len;
+
+    while ((p = memchr(p, '\\', (size_t)(end - p))) != NULL && end - p >= 2) {
+        if (p[1] == 'u') {
+            int k, zero = 1;
+            if (end - p < 6)
+                return (size_t)(p - text);
+            for (k = 2; k < 6; k++) {
+                char h = p[k];
+                if (!((h >= '0' && h <= '9') || (h >= 'a' && h <= 'f') || (h >= 'A' && h <= 'F')))
+                    return (size_t)(p - text);
+                if (h != '0')
+                    zero = 0;
+            }
+            if (zero)
+                return (size_t)(p - text);
+        }
+        p += 2;
+    }
+    return len;
+}
+
 /* Adds a finding at a byte offset (used before there is a tree to point into). */
 static void add_at(apc_diags_t *diags, const char *file, const char *text, size_t len, size_t off,
                    const char *msg)
@@ -1685,7 +1715,7 @@ int apc_config_parse(const char *text, size_t len, const char *display_name, con
     }
     for (i = (size_t)(end - copy); i < len && (unsigned char)copy[i] <= 32; i++)
         ;
-    if (i < len) {
+    if (i < len || (i = first_nul_escape(copy, len)) < len) {
         syntax_error(diags, file, text, len, i);
         rc = APC_ESYNTAX;
         goto cleanup;

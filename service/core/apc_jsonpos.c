@@ -374,17 +374,15 @@ static int hex4(const unsigned char *p, unsigned *out)
 }
 
 /*
- * How many bytes of p[0..avail) cJSON takes as a number: it copies at most 63
- * bytes of [0-9+-eE.] and keeps what strtod() consumes, which on that
- * alphabet is sign, digits with one optional '.', and an exponent only if it
- * has digits. Done by hand so that the locale's decimal point does not matter.
+ * How many bytes of p[0..avail) cJSON takes as a number: it copies the run
+ * of [0-9+-eE.] (the whole run: Debian's cJSON 1.7.15 sizes its buffer to
+ * the run) and keeps what strtod() consumes, which on that alphabet is sign,
+ * digits with one optional '.', and an exponent only if it has digits. Done
+ * by hand so that the locale's decimal point does not matter.
  */
 static size_t number_len(const unsigned char *p, size_t avail)
 {
     size_t lim = avail, i = 0, digits = 0;
-
-    if (lim > 63)
-        lim = 63;
 
     if (i < lim && (p[i] == '+' || p[i] == '-'))
         i++;
@@ -490,8 +488,10 @@ static int syn_string(syn_t *y, size_t *pos)
             i++;
             continue;
         }
-        if (i + 1 >= y->len)
+        if (i + 1 >= y->len) {
+            i = y->len; /* a backslash as the last byte: the string never ends */
             break;
+        }
         switch (y->t[i + 1]) {
         case 'b':
         case 'f':
@@ -506,6 +506,11 @@ static int syn_string(syn_t *y, size_t *pos)
         case 'u':
             if (i + 6 > y->len || hex4(y->t + i + 2, &u) != 0 || (u >= 0xDC00 && u <= 0xDFFF))
                 goto bad_u;
+            if (u == 0) {
+                y->off = i;
+                return apc_seterr(y->msg, y->msgsz, 1,
+                                  "syntax error: \\u0000 (NUL) is not allowed in a string");
+            }
             if (u >= 0xD800 && u <= 0xDBFF) {
                 if (i + 12 > y->len || y->t[i + 6] != '\\' || y->t[i + 7] != 'u' ||
                     hex4(y->t + i + 8, &lo) != 0 || lo < 0xDC00 || lo > 0xDFFF)

@@ -67,6 +67,10 @@ void apc_jsonpos_linecol(const char *text, size_t len, size_t offset, unsigned *
  * points one byte past the culprit), so callers run this after cJSON has
  * failed to find the exact spot.
  *
+ * It is stricter than cJSON in one respect, on purpose: a \u escape must
+ * have four hex digits and must not be \u0000 (cJSON reads bad hex digits as
+ * 0 and then silently cuts the string at the NUL).
+ *
  * Returns 1 and sets *offset to the byte to point at and msg to a one-line
  * explanation, e.g. `syntax error near "}" (a comma before a closing bracket
  * is not allowed in JSON)` or `syntax error: unexpected end of file` (offset

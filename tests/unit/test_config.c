@@ -565,6 +565,13 @@ static void syntax_errors_explain_common_slips(void **state)
                     "\\\\ \\/ \\b \\f \\n \\r \\t or \\uXXXX)\n");
     expect_findings("{\"a\": \"abc\n}", APC_ESYNTAX,
                     "apcsvc.json:1:7: syntax error: this string is never closed\n");
+    expect_findings("{\"a\": \"x\\u0000y\"}", APC_ESYNTAX,
+                    "apcsvc.json:1:9: syntax error: \\u0000 (NUL) is not allowed in a string\n");
+    expect_findings("{\"a\": \"\\uZZZZ\"}", APC_ESYNTAX,
+                    "apcsvc.json:1:8: syntax error: invalid \\u escape in a string (4 hex digits; "
+                    "a surrogate pair for characters above U+FFFF)\n");
+    expect_findings("{\"a\": \"x\\", APC_ESYNTAX,
+                    "apcsvc.json:1:7: syntax error: this string is never closed\n");
     expect_findings("{} {}", APC_ESYNTAX, "apcsvc.json:1:4: syntax error near \"{\"\n");
     expect_findings("{\"a\": tru}", APC_ESYNTAX, "apcsvc.json:1:7: syntax error near \"tru\"\n");
     expect_findings("  \n ", APC_ESYNTAX,
