@@ -14,6 +14,19 @@
 
 #include <stddef.h>
 
+/*
+ * APC_PRINTF(f, a): printf-style format checking where the compiler has it. MinGW builds
+ * use the C99-conforming stdio (__USE_MINGW_ANSI_STDIO, set by the build), so formats are
+ * checked as gnu_printf there (%zu, %lld); MSVC has no attribute and needs none.
+ */
+#if defined(__MINGW32__)
+#define APC_PRINTF(f, a) __attribute__((format(gnu_printf, f, a)))
+#elif defined(__GNUC__) || defined(__clang__)
+#define APC_PRINTF(f, a) __attribute__((format(printf, f, a)))
+#else
+#define APC_PRINTF(f, a)
+#endif
+
 #define APC_ERRNO_MAP(X)                                 \
     X(INVAL, "invalid argument")                         \
     X(NOMEM, "out of memory")                            \
@@ -53,10 +66,6 @@ const char *apc_errname(int err);
  * NUL-terminates when size > 0. Returns err unchanged, so error paths can be
  * written as `return apc_seterr(buf, size, APC_EINVAL, "...", ...);`.
  */
-int apc_seterr(char *buf, size_t size, int err, const char *fmt, ...)
-#if defined(__GNUC__) || defined(__clang__)
-    __attribute__((format(printf, 4, 5)))
-#endif
-    ;
+int apc_seterr(char *buf, size_t size, int err, const char *fmt, ...) APC_PRINTF(4, 5);
 
 #endif /* APC_ERROR_H */

@@ -13,6 +13,8 @@
 #include <stdarg.h>
 #include <stddef.h>
 
+#include "apc_error.h"
+
 /* Returns a malloc'd copy of s (NULL if s is NULL or memory runs out). */
 char *apc_strdup(const char *s);
 
@@ -34,12 +36,8 @@ typedef struct apc_buf {
 
 void apc_buf_append(apc_buf_t *b, const char *s, size_t n);
 void apc_buf_puts(apc_buf_t *b, const char *s);
-void apc_buf_printf(apc_buf_t *b, const char *fmt, ...)
-#if defined(__GNUC__) || defined(__clang__)
-    __attribute__((format(printf, 2, 3)))
-#endif
-    ;
-void apc_buf_vprintf(apc_buf_t *b, const char *fmt, va_list ap);
+void apc_buf_printf(apc_buf_t *b, const char *fmt, ...) APC_PRINTF(2, 3);
+void apc_buf_vprintf(apc_buf_t *b, const char *fmt, va_list ap) APC_PRINTF(2, 0);
 
 /* Returns 1 if an append ran out of memory since the buffer was reset. */
 int apc_buf_failed(const apc_buf_t *b);
