@@ -785,8 +785,12 @@ int apc_schedule_parse(const char *expr, apc_schedule_t *out, char *err, size_t 
 
 /* Lines written per transition before the rest is summarised. */
 #define LINT_MAX_LINES 8
-/* Sampling step for finding transitions: real zones never change twice within it. */
-#define LINT_STEP_S (6 * 3600)
+/*
+ * Sampling step for finding changes of offset: shorter than the minimum gap
+ * between two changes (apc_tz.h), so no change can hide between two samples.
+ * That makes the lint about 61 offset lookups plus a bisection per change.
+ */
+#define LINT_STEP_S (APC_TZ_MIN_CHANGE_GAP_S - 86400)
 
 /* "HH:MM", or "HH:MM:SS" when the seconds are not zero, of a wall time. */
 static void fmt_hm(int64_t wall, char *buf, size_t size)
