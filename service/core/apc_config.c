@@ -1802,16 +1802,19 @@ static void errno_text(int e, char *buf, size_t size)
 #endif
 }
 
-static FILE *open_read(const char *path)
+/* Opens path for binary reading; on failure returns NULL with the errno value in *err. */
+static FILE *open_read(const char *path, int *err)
 {
-#if defined(_MSC_VER)
     FILE *f = NULL;
-    if (fopen_s(&f, path, "rb") != 0)
-        return NULL;
-    return f;
+
+#if defined(_MSC_VER)
+    *err = (int)fopen_s(&f, path, "rb");
 #else
-    return fopen(path, "rb");
+    errno = 0;
+    f = fopen(path, "rb");
+    *err = errno;
 #endif
+    return f;
 }
 
 int apc_config_load(const char *path, apc_config_t **out, apc_diags_t *diags)
@@ -1820,15 +1823,13 @@ int apc_config_load(const char *path, apc_config_t **out, apc_diags_t *diags)
     char *text = NULL, *base = NULL;
     size_t len = 0, cap = 0, k;
     char why[256];
-    int rc = 0;
+    int rc = 0, e = 0;
 
     if (out == NULL || path == NULL)
         return APC_EINVAL;
     *out = NULL;
-    errno = 0;
-    f = open_read(path);
+    f = open_read(path, &e);
     if (f == NULL) {
-        int e = errno;
         errno_text(e, why, sizeof(why));
         if (diags != NULL)
             (void)apc_diags_add(diags, APC_DIAG_ERROR, path, 0, 0, "", "cannot open: %s", why);
