@@ -40,6 +40,9 @@
 /* ---- Diagnostics ------------------------------------------------------------------------- */
 
 static int diags_vadd(apc_diags_t *d, apc_diag_severity_t severity, const char *file, unsigned line,
+                      unsigned col, const char *path, const char *fmt, va_list ap) APC_PRINTF(7, 0);
+
+static int diags_vadd(apc_diags_t *d, apc_diag_severity_t severity, const char *file, unsigned line,
                       unsigned col, const char *path, const char *fmt, va_list ap)
 {
     apc_buf_t b = {0};
@@ -612,11 +615,7 @@ static void path_format(apc_buf_t *b, const seg_t *s)
  * ref (its key with ref_key) once positions are known.
  */
 static void report_ref(ctx_t *c, const seg_t *at, const cJSON *node, int want_key, const cJSON *ref,
-                       int ref_key, const char *fmt, ...)
-#if defined(__GNUC__) || defined(__clang__)
-    __attribute__((format(printf, 7, 8)))
-#endif
-    ;
+                       int ref_key, const char *fmt, ...) APC_PRINTF(7, 8);
 
 static void report_ref(ctx_t *c, const seg_t *at, const cJSON *node, int want_key, const cJSON *ref,
                        int ref_key, const char *fmt, ...)

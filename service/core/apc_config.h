@@ -29,6 +29,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "apc_error.h"
 #include "apc_policy.h"
 #include "apc_schedule.h"
 #include "apc_str.h"
@@ -87,11 +88,7 @@ typedef struct apc_diags {
  * APC_ENOMEM (the list is then marked failed); APC_EINVAL if d or fmt is NULL.
  */
 int apc_diags_add(apc_diags_t *d, apc_diag_severity_t severity, const char *file, unsigned line,
-                  unsigned col, const char *path, const char *fmt, ...)
-#if defined(__GNUC__) || defined(__clang__)
-    __attribute__((format(printf, 7, 8)))
-#endif
-    ;
+                  unsigned col, const char *path, const char *fmt, ...) APC_PRINTF(7, 8);
 
 /* Releases every finding and leaves the list empty and reusable. Accepts NULL. */
 void apc_diags_free(apc_diags_t *d);
