@@ -240,8 +240,9 @@ int apc_config_lint(const apc_config_t *cfg, const apc_tz_t *local_tz, int64_t n
 void apc_config_free(apc_config_t *cfg);
 
 /*
- * Heap bytes held by cfg (total), and how many of them are string bytes and
- * string/pointer arrays (strings), for the memory budget in docs/config.md.
+ * Heap bytes held by cfg (total), and how many of them are the characters
+ * and terminators of its strings (strings); total - strings is the per-job
+ * overhead budgeted in docs/config.md (records, pointer arrays, the index).
  */
 void apc_config_memory(const apc_config_t *cfg, size_t *total, size_t *strings);
 
