@@ -132,12 +132,10 @@ int apc_win_seterr(char *err, size_t errsz, DWORD code, const char *what_fmt, ..
 int64_t apc_win_now_ms(void)
 {
     FILETIME ft;
-    ULARGE_INTEGER u;
 
     GetSystemTimePreciseAsFileTime(&ft);
-    u.LowPart = ft.dwLowDateTime;
-    u.HighPart = ft.dwHighDateTime;
-    return apc_win_ms_from_filetime((LONGLONG)u.QuadPart);
+    return apc_win_ms_from_filetime(
+        (LONGLONG)(((ULONGLONG)ft.dwHighDateTime << 32) | ft.dwLowDateTime));
 }
 
 LONGLONG apc_win_filetime_from_ms(int64_t unix_ms)
