@@ -1,0 +1,571 @@
+/*
+ * histthread.c - the history thread: owns the SQLite write connection, writes every batch
+ * of records that arrived as APCs in one transaction (group commit), acknowledges to the
+ * engine by APC, retries failed writes with backoff, prunes old runs daily (histthread.h).
+ *
+ * Threads: hist_main and every static function it calls run on the HISTORY thread; the
+ * outbox functions (apc_histthread_add / _flush / _stop) run on the ENGINE thread; start and
+ * free on the owning thread. The two sides share only: the parcels handed over by
+ * QueueUserAPC (ownership moves with the APC), the `committed` counter (interlocked), and
+ * the fields set before the thread starts.
+ */
+#include "histthread.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "apc_str.h"
+#include "engine.h"
+#include "win_util.h"
+
+#define RETRY_FIRST_MS 100
+#define RETRY_MAX_MS 30000
+
+/* One record with its own copies of every string. */
+typedef struct hrec {
+    struct hrec *next;
+    uint64_t seq;
+    apc_history_op_t op;   /* op.run / op.state point into the copies below */
+    apc_run_record_t *run; /* apc_run_record_dup copy, or NULL */
+    char *state_job;
+    char *state_by;
+} hrec_t;
+
+/* A list of records moving from one thread to the other. */
+typedef struct parcel {
+    apc_histthread_t *h;
+    hrec_t *head, *tail;
+    size_t count;
+    int stop; /* 1: the last parcel, asking the thread to end after writing */
+} parcel_t;
+
+struct apc_histthread {
+    /* Set before the thread starts, then read-only. */
+    char *db_path;
+    int retention_days;
+    int64_t now_ms;
+    apc_elog_t log;
+    HANDLE ack_thread;
+    PAPCFUNC ack_fn;
+    ULONG_PTR ack_arg;
+    HANDLE thread;
+    HANDLE ready; /* set by the thread when start-up is over (either way) */
+
+    /* Start-up results, written by the history thread before `ready`. */
+    int start_rc;
+    char start_err[512];
+    apc_hist_boot_t *boot;
+
+    /* Engine-thread state: the outbox. */
+    parcel_t outbox;
+    uint64_t next_seq;
+    int stop_sent;
+
+    /* Shared: the highest sequence number handled (interlocked). */
+    volatile LONG64 committed;
+
+    /* History-thread state. */
+    apc_history_t *db;
+    hrec_t *pend_head, *pend_tail;
+    size_t pend_count;
+    uint64_t pend_max_seq; /* highest seq received so far (written or dropped) */
+    apc_history_op_t *ops; /* scratch array for apc_history_write */
+    size_t ops_cap;
+    int stopping;
+    int64_t stop_since_ms;
+    HANDLE prune_timer;
+    size_t dropped_full; /* records dropped because the pending list was full */
+};
+
+static void hrec_free(hrec_t *r)
+{
+    if (r == NULL)
+        return;
+    apc_run_record_free(r->run);
+    free(r->state_job);
+    free(r->state_by);
+    free(r);
+}
+
+static void list_free(hrec_t *r)
+{
+    while (r != NULL) {
+        hrec_t *next = r->next;
+        hrec_free(r);
+        r = next;
+    }
+}
+
+void apc_hist_boot_free(apc_hist_boot_t *boot)
+{
+    size_t i;
+
+    if (boot == NULL)
+        return;
+    for (i = 0; i < boot->nstates; i++)
+        apc_job_state_free(boot->states[i]);
+    for (i = 0; i < boot->nlast; i++)
+        apc_run_record_free(boot->last_runs[i]);
+    free(boot->states);
+    free(boot->last_runs);
+    memset(boot, 0, sizeof *boot);
+}
+
+/* ---- History thread ------------------------------------------------------------------ */
+
+/* Runs on the history thread: publishes progress and wakes the engine. */
+static void publish(apc_histthread_t *h)
+{
+    InterlockedExchange64(&h->committed, (LONG64)h->pend_max_seq);
+    if (h->ack_fn != NULL && !QueueUserAPC(h->ack_fn, h->ack_thread, h->ack_arg))
+        apc_elog(&h->log, APC_ENGINE_LOG_ERROR,
+                 "history: cannot wake the engine (QueueUserAPC error %lu)",
+                 (unsigned long)GetLastError());
+}
+
+/* The APC that delivers a parcel; runs on the history thread. */
+static void CALLBACK parcel_apc(ULONG_PTR arg)
+{
+    parcel_t *p = (parcel_t *)arg;
+    apc_histthread_t *h = p->h;
+    hrec_t *r = p->head;
+
+    while (r != NULL) {
+        hrec_t *next = r->next;
+        r->next = NULL;
+        if (r->seq > h->pend_max_seq)
+            h->pend_max_seq = r->seq;
+        if (h->pend_count >= APC_HIST_MAX_PENDING) {
+            /* Bounded memory while the disk is failing: the newest records are the ones
+               lost, and every one is counted in the log. */
+            h->dropped_full++;
+            hrec_free(r);
+        } else {
+            if (h->pend_tail != NULL)
+                h->pend_tail->next = r;
+            else
+                h->pend_head = r;
+            h->pend_tail = r;
+            h->pend_count++;
+        }
+        r = next;
+    }
+    if (p->stop && !h->stopping) {
+        h->stopping = 1;
+        h->stop_since_ms = apc_win_now_ms();
+    }
+    free(p);
+}
+
+/* Runs on the history thread: drops the pending record at index i (in list order). */
+static void drop_at(apc_histthread_t *h, size_t i)
+{
+    hrec_t **pp = &h->pend_head;
+    hrec_t *prev = NULL;
+
+    while (*pp != NULL && i > 0) {
+        prev = *pp;
+        pp = &(*pp)->next;
+        i--;
+    }
+    if (*pp == NULL)
+        return;
+    {
+        hrec_t *r = *pp;
+        *pp = r->next;
+        if (h->pend_tail == r)
+            h->pend_tail = prev;
+        h->pend_count--;
+        apc_elog(&h->log, APC_ENGINE_LOG_ERROR,
+                 "history: dropped a record the database refuses (run %lld, job %s)",
+                 (long long)r->op.run.id,
+                 r->op.kind == APC_HOP_JOB_STATE ? r->op.state.job : r->op.run.job);
+        hrec_free(r);
+    }
+}
+
+/*
+ * Runs on the history thread: writes every pending record in one transaction. Returns 0
+ * when the pending list is empty afterwards, 1 when it should be retried at once (an op at
+ * fault was dropped), or a negative code when the transaction failed as a whole.
+ */
+static int write_pending(apc_histthread_t *h)
+{
+    char err[512];
+    size_t n = 0;
+    size_t bad;
+    hrec_t *r;
+    int rc;
+
+    if (h->pend_count == 0)
+        return 0;
+    if (h->pend_count > h->ops_cap) {
+        size_t ncap = h->pend_count + h->pend_count / 2 + 16;
+        apc_history_op_t *ops = realloc(h->ops, ncap * sizeof *ops);
+        if (ops == NULL)
+            return APC_ENOMEM;
+        h->ops = ops;
+        h->ops_cap = ncap;
+    }
+    for (r = h->pend_head; r != NULL; r = r->next)
+        h->ops[n++] = r->op;
+    rc = apc_history_write(h->db, h->ops, n, err, sizeof err);
+    if (rc == 0) {
+        list_free(h->pend_head);
+        h->pend_head = h->pend_tail = NULL;
+        h->pend_count = 0;
+        return 0;
+    }
+    bad = apc_history_failed_op(h->db);
+    if (bad != (size_t)-1 && bad < n) {
+        apc_elog(&h->log, APC_ENGINE_LOG_ERROR, "history: %s", err);
+        drop_at(h, bad);
+        return 1;
+    }
+    apc_elog(&h->log, APC_ENGINE_LOG_ERROR, "history: write of %zu record(s) failed: %s", n, err);
+    return rc;
+}
+
+/* Runs on the history thread: deletes runs older than the retention and re-arms the timer. */
+static void prune(apc_histthread_t *h)
+{
+    char err[512];
+    int64_t deleted = 0;
+    LARGE_INTEGER due;
+
+    if (h->retention_days <= 0)
+        return;
+    if (apc_history_prune(h->db, apc_win_now_ms() - h->retention_days * APC_MS_PER_DAY, &deleted,
+                          err, sizeof err) != 0)
+        apc_elog(&h->log, APC_ENGINE_LOG_ERROR, "history: pruning failed: %s", err);
+    else if (deleted > 0)
+        apc_elog(&h->log, APC_ENGINE_LOG_INFO, "history: pruned %lld run(s) older than %d day(s)",
+                 (long long)deleted, h->retention_days);
+    /* Relative due time: "a day from now" is what retention means, whatever the clock does. */
+    due.QuadPart = -(LONGLONG)APC_MS_PER_DAY * 10000;
+    if (!SetWaitableTimer(h->prune_timer, &due, 0, NULL, NULL, FALSE))
+        apc_elog(&h->log, APC_ENGINE_LOG_ERROR, "history: cannot arm the prune timer (error %lu)",
+                 (unsigned long)GetLastError());
+}
+
+static int collect_state(const apc_job_state_t *s, void *ctx)
+{
+    apc_hist_boot_t *b = ctx;
+    apc_job_state_t *copy;
+    apc_job_state_t **arr;
+    size_t jl = strlen(s->job) + 1;
+    size_t bl = s->paused_by != NULL ? strlen(s->paused_by) + 1 : 0;
+
+    arr = realloc(b->states, (b->nstates + 1) * sizeof *arr);
+    if (arr == NULL)
+        return APC_ENOMEM;
+    b->states = arr;
+    /* One block, as apc_history_job_state_get makes, so apc_job_state_free (free) fits. */
+    copy = malloc(sizeof *copy + jl + bl);
+    if (copy == NULL)
+        return APC_ENOMEM;
+    *copy = *s;
+    copy->job = memcpy((char *)(copy + 1), s->job, jl);
+    copy->paused_by = bl > 0 ? memcpy((char *)(copy + 1) + jl, s->paused_by, bl) : NULL;
+    b->states[b->nstates++] = copy;
+    return 0;
+}
+
+static int collect_last(const apc_run_record_t *r, void *ctx)
+{
+    apc_hist_boot_t *b = ctx;
+    apc_run_record_t **arr = realloc(b->last_runs, (b->nlast + 1) * sizeof *arr);
+
+    if (arr == NULL)
+        return APC_ENOMEM;
+    b->last_runs = arr;
+    arr[b->nlast] = apc_run_record_dup(r);
+    if (arr[b->nlast] == NULL)
+        return APC_ENOMEM;
+    b->nlast++;
+    return 0;
+}
+
+/* Runs on the history thread: open, recover, read what the engine needs, prune once. */
+static int boot(apc_histthread_t *h)
+{
+    apc_hist_boot_t *b = h->boot;
+    char *err = h->start_err;
+    size_t errsz = sizeof h->start_err;
+    int rc;
+
+    h->prune_timer = CreateWaitableTimerExW(NULL, NULL, 0, TIMER_ALL_ACCESS);
+    if (h->prune_timer == NULL)
+        return apc_win_seterr(err, errsz, GetLastError(), "cannot create the prune timer");
+    rc = apc_history_open(h->db_path, APC_HISTORY_READWRITE, &h->db, err, errsz);
+    if (rc != 0)
+        return rc;
+    rc = apc_history_recover(h->db, h->now_ms, &b->recovered, err, errsz);
+    if (rc == 0)
+        rc = apc_history_max_id(h->db, &b->max_id, err, errsz);
+    if (rc == 0)
+        rc = apc_history_job_state_list(h->db, collect_state, b, err, errsz);
+    if (rc == 0)
+        rc = apc_history_last_runs(h->db, collect_last, b, err, errsz);
+    if (rc == APC_ENOMEM)
+        apc_seterr(err, errsz, rc, "out of memory reading the history database");
+    if (rc != 0)
+        return rc;
+    prune(h);
+    return 0;
+}
+
+/*
+ * The history thread's loop: an alertable wait on the prune timer whose timeout is the next
+ * retry (INFINITE when nothing is pending), then one write of everything pending.
+ */
+static DWORD WINAPI hist_main(LPVOID arg)
+{
+    apc_histthread_t *h = arg;
+    DWORD retry_ms = RETRY_FIRST_MS;
+    DWORD timeout = INFINITE;
+    int failing = 0;
+
+    h->start_rc = boot(h);
+    SetEvent(h->ready);
+    if (h->start_rc != 0)
+        goto cleanup;
+
+    for (;;) {
+        DWORD w = WaitForSingleObjectEx(h->prune_timer, timeout, TRUE);
+        int rc;
+
+        if (w == WAIT_OBJECT_0)
+            prune(h);
+        else if (w == WAIT_FAILED)
+            Sleep(RETRY_FIRST_MS); /* cannot happen with a valid handle; never spin */
+
+        rc = write_pending(h);
+        while (rc == 1)
+            rc = write_pending(h);
+        if (rc == 0) {
+            if (failing)
+                apc_elog(&h->log, APC_ENGINE_LOG_INFO, "history: writing works again");
+            failing = 0;
+            retry_ms = RETRY_FIRST_MS;
+            timeout = INFINITE;
+        } else {
+            failing = 1;
+            timeout = retry_ms;
+            retry_ms = retry_ms >= RETRY_MAX_MS / 2 ? RETRY_MAX_MS : retry_ms * 2;
+        }
+        if (h->dropped_full > 0) {
+            apc_elog(&h->log, APC_ENGINE_LOG_ERROR,
+                     "history: %zu record(s) dropped: more than %u waiting for the database",
+                     h->dropped_full, APC_HIST_MAX_PENDING);
+            h->dropped_full = 0;
+        }
+        if (h->pend_count == 0 || rc == 0)
+            publish(h);
+        if (h->stopping) {
+            if (h->pend_count == 0)
+                break;
+            if (apc_win_now_ms() - h->stop_since_ms > APC_HIST_STOP_GIVE_UP_MS) {
+                apc_elog(&h->log, APC_ENGINE_LOG_ERROR,
+                         "history: stopping: %zu record(s) could not be written and are lost",
+                         h->pend_count);
+                list_free(h->pend_head);
+                h->pend_head = h->pend_tail = NULL;
+                h->pend_count = 0;
+                publish(h);
+                break;
+            }
+        }
+    }
+
+cleanup:
+    /* Parcels queued after the stop parcel cannot exist (the engine sends nothing after
+       stop), but run whatever is still queued so that its memory is freed. */
+    while (SleepEx(0, TRUE) == WAIT_IO_COMPLETION)
+        ;
+    list_free(h->pend_head);
+    h->pend_head = h->pend_tail = NULL;
+    h->pend_count = 0;
+    apc_history_close(h->db);
+    h->db = NULL;
+    h->prune_timer = apc_win_close(h->prune_timer);
+    return 0;
+}
+
+/* ---- Owning thread ----------------------------------------------------------------- */
+
+int apc_histthread_start(const apc_histthread_opts_t *opts, apc_histthread_t **out,
+                         apc_hist_boot_t *bootp, char *err, size_t errsz)
+{
+    apc_histthread_t *h = NULL;
+    HANDLE both[2];
+    DWORD w;
+    int rc;
+
+    if (out != NULL)
+        *out = NULL;
+    if (opts == NULL || opts->db_path == NULL || out == NULL || bootp == NULL)
+        return apc_seterr(err, errsz, APC_EINVAL, "history thread: bad arguments");
+    memset(bootp, 0, sizeof *bootp);
+    h = calloc(1, sizeof *h);
+    if (h == NULL)
+        return apc_seterr(err, errsz, APC_ENOMEM, "out of memory");
+    h->db_path = apc_strdup(opts->db_path);
+    if (h->db_path == NULL) {
+        rc = apc_seterr(err, errsz, APC_ENOMEM, "out of memory");
+        goto fail;
+    }
+    h->retention_days = opts->retention_days;
+    h->now_ms = opts->now_ms;
+    h->log = opts->log;
+    h->ack_thread = opts->ack_thread;
+    h->ack_fn = opts->ack_fn;
+    h->ack_arg = opts->ack_arg;
+    h->boot = bootp;
+    h->outbox.h = h;
+    h->ready = CreateEventW(NULL, TRUE, FALSE, NULL);
+    if (h->ready == NULL) {
+        rc = apc_win_seterr(err, errsz, GetLastError(), "cannot create an event");
+        goto fail;
+    }
+    h->thread = CreateThread(NULL, 0, hist_main, h, 0, NULL);
+    if (h->thread == NULL) {
+        rc = apc_win_seterr(err, errsz, GetLastError(), "cannot start the history thread");
+        goto fail;
+    }
+    both[0] = h->ready;
+    both[1] = h->thread;
+    w = WaitForMultipleObjects(2, both, FALSE, INFINITE);
+    if (w != WAIT_OBJECT_0 || h->start_rc != 0) {
+        rc = h->start_rc != 0 ? h->start_rc : APC_ESYS;
+        apc_seterr(err, errsz, rc, "%s",
+                   h->start_rc != 0 ? h->start_err : "the history thread ended at start");
+        WaitForSingleObject(h->thread, INFINITE);
+        goto fail;
+    }
+    *out = h;
+    return 0;
+
+fail:
+    apc_hist_boot_free(bootp);
+    if (h != NULL) {
+        h->thread = apc_win_close(h->thread);
+        h->ready = apc_win_close(h->ready);
+        free(h->db_path);
+        free(h);
+    }
+    return rc;
+}
+
+void apc_histthread_free(apc_histthread_t *h)
+{
+    if (h == NULL)
+        return;
+    if (h->thread != NULL && WaitForSingleObject(h->thread, 0) != WAIT_OBJECT_0) {
+        if (apc_histthread_stop(h) == 0)
+            WaitForSingleObject(h->thread, INFINITE);
+    }
+    list_free(h->outbox.head);
+    h->thread = apc_win_close(h->thread);
+    h->ready = apc_win_close(h->ready);
+    free(h->ops);
+    free(h->db_path);
+    free(h);
+}
+
+HANDLE apc_histthread_handle(const apc_histthread_t *h)
+{
+    return h == NULL ? NULL : h->thread;
+}
+
+uint64_t apc_histthread_committed(apc_histthread_t *h)
+{
+    /* An interlocked read: compare-exchange with equal values never changes the value. */
+    return (uint64_t)InterlockedCompareExchange64(&h->committed, 0, 0);
+}
+
+/* ---- Engine thread ------------------------------------------------------------------ */
+
+int apc_histthread_add(apc_histthread_t *h, const apc_history_op_t *op, uint64_t *seq)
+{
+    hrec_t *r;
+
+    if (h == NULL || op == NULL)
+        return APC_EINVAL;
+    r = calloc(1, sizeof *r);
+    if (r == NULL)
+        return APC_ENOMEM;
+    r->op = *op;
+    if (op->kind == APC_HOP_JOB_STATE) {
+        r->state_job = apc_strdup(op->state.job);
+        r->state_by = op->state.paused_by != NULL ? apc_strdup(op->state.paused_by) : NULL;
+        if (r->state_job == NULL || (op->state.paused_by != NULL && r->state_by == NULL)) {
+            hrec_free(r);
+            return APC_ENOMEM;
+        }
+        r->op.state.job = r->state_job;
+        r->op.state.paused_by = r->state_by;
+        memset(&r->op.run, 0, sizeof r->op.run);
+    } else {
+        r->run = apc_run_record_dup(&op->run);
+        if (r->run == NULL) {
+            hrec_free(r);
+            return APC_ENOMEM;
+        }
+        r->op.run = *r->run;
+        memset(&r->op.state, 0, sizeof r->op.state);
+    }
+    r->seq = ++h->next_seq;
+    if (h->outbox.tail != NULL)
+        h->outbox.tail->next = r;
+    else
+        h->outbox.head = r;
+    h->outbox.tail = r;
+    h->outbox.count++;
+    if (seq != NULL)
+        *seq = r->seq;
+    return 0;
+}
+
+/* Engine thread: sends the outbox (and the stop flag) as one parcel. */
+static int send_outbox(apc_histthread_t *h, int stop)
+{
+    parcel_t *p;
+
+    if (h->outbox.count == 0 && !stop)
+        return 0;
+    p = malloc(sizeof *p);
+    if (p == NULL)
+        return APC_ENOMEM;
+    *p = h->outbox;
+    p->h = h;
+    p->stop = stop;
+    if (!QueueUserAPC(parcel_apc, h->thread, (ULONG_PTR)p)) {
+        free(p);
+        return APC_ESYS;
+    }
+    h->outbox.head = h->outbox.tail = NULL;
+    h->outbox.count = 0;
+    return 0;
+}
+
+int apc_histthread_flush(apc_histthread_t *h)
+{
+    if (h == NULL)
+        return APC_EINVAL;
+    return send_outbox(h, 0);
+}
+
+int apc_histthread_stop(apc_histthread_t *h)
+{
+    int rc;
+
+    if (h == NULL)
+        return APC_EINVAL;
+    if (h->stop_sent)
+        return 0;
+    rc = send_outbox(h, 1);
+    if (rc == 0)
+        h->stop_sent = 1;
+    return rc;
+}

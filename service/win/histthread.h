@@ -1,0 +1,118 @@
+/*
+ * histthread.h - the history thread: the ONE owner of the SQLite write connection. The engine
+ * hands it records as APCs; it writes everything that arrived since its last wake in ONE
+ * apc_history_write transaction (group commit) and then acknowledges to the engine by APC.
+ *
+ * Why this way: the engine must never wait for the disk, yet a submit may be acknowledged
+ * only once its queued row is durable. So the engine numbers every record it hands over
+ * (a sequence number), the history thread publishes the highest number it has finished
+ * with and queues the engine's ack routine; the engine answers whatever requests were
+ * waiting for records up to that number. One fsync covers a whole burst of records.
+ *
+ *   engine thread                              history thread
+ *   apc_histthread_add(op) -> outbox           SleepEx/WaitFor...Ex(prune timer, alertable)
+ *   apc_histthread_flush() --APC(parcel)-->    pending += parcel
+ *                                              apc_history_write(all pending)   one COMMIT
+ *   ack routine <----------APC(ack)--------    committed = last seq
+ *
+ * On a write error the batch stays in memory (at most APC_HIST_MAX_PENDING records; beyond
+ * that new records are dropped with an ERROR log line) and is retried with a backoff from
+ * 100 ms doubling to 30 s. An op the store names as at fault (apc_history_failed_op: a
+ * duplicate id, a run already final) is dropped with a log line and the rest retried at once.
+ * Retention: runs older than service.retention_days are pruned at start and then every 24 h
+ * (a waitable timer of this thread).
+ *
+ * Threads: apc_histthread_start / _free run on the thread that owns the engine; add, flush
+ * and stop run on the ENGINE thread (the outbox is engine-thread state); committed and
+ * handle may be read from any thread. Everything else in histthread.c runs on the history
+ * thread.
+ */
+#ifndef APC_HISTTHREAD_H
+#define APC_HISTTHREAD_H
+
+#include <windows.h>
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "apc_history.h"
+#include "elog.h"
+
+/* The most records kept in memory while the database cannot be written. */
+#define APC_HIST_MAX_PENDING 100000u
+
+/* How long stop keeps retrying a failing write before it gives up and drops the records. */
+#define APC_HIST_STOP_GIVE_UP_MS 10000
+
+typedef struct apc_histthread apc_histthread_t;
+
+/* What the history thread read from the database at start, for the engine. */
+typedef struct apc_hist_boot {
+    int64_t max_id;           /* apc_history_max_id() after recovery */
+    int64_t recovered;        /* runs turned from queued/running into interrupted */
+    apc_job_state_t **states; /* every job_state row (apc_job_state_free each) */
+    size_t nstates;
+    apc_run_record_t **last_runs; /* the newest run of every job (apc_run_record_free each) */
+    size_t nlast;
+} apc_hist_boot_t;
+
+typedef struct apc_histthread_opts {
+    const char *db_path; /* UTF-8; its folder must exist */
+    int retention_days;  /* 0 = keep forever */
+    int64_t now_ms;      /* the recovery time stamp */
+    apc_elog_t log;
+    HANDLE ack_thread; /* the engine thread; must exist (may be suspended) */
+    PAPCFUNC ack_fn;   /* queued to ack_thread after each batch is handled */
+    ULONG_PTR ack_arg;
+} apc_histthread_opts_t;
+
+/*
+ * Starts the history thread, which opens (creating or migrating) the database, recovers
+ * runs left queued/running as interrupted (at opts->now_ms), reads the max run id, the job
+ * states and every job's newest run into *boot, prunes once, and then waits for records.
+ * Returns 0 once all of that succeeded; otherwise the thread has ended, *out is NULL and err
+ * says why (e.g. the SQLite error of the open). Free *boot with apc_hist_boot_free.
+ */
+int apc_histthread_start(const apc_histthread_opts_t *opts, apc_histthread_t **out,
+                         apc_hist_boot_t *boot, char *err, size_t errsz);
+
+/* Releases what apc_histthread_start put in *boot. Accepts NULL. */
+void apc_hist_boot_free(apc_hist_boot_t *boot);
+
+/*
+ * Copies op (with its own copies of every string) into the outbox and returns its sequence
+ * number in *seq (may be NULL). Nothing is sent until apc_histthread_flush. Returns 0 or
+ * APC_ENOMEM (then the record is lost: the caller logs it). Runs on the engine thread.
+ */
+int apc_histthread_add(apc_histthread_t *h, const apc_history_op_t *op, uint64_t *seq);
+
+/*
+ * Hands every record in the outbox to the history thread in one APC. Returns 0 (also when
+ * the outbox is empty) or APC_ENOMEM / APC_ESYS, in which case the records stay in the
+ * outbox for the next flush. Runs on the engine thread.
+ */
+int apc_histthread_flush(apc_histthread_t *h);
+
+/*
+ * The highest sequence number the history thread has finished with (committed, or dropped
+ * with a log line). Any thread.
+ */
+uint64_t apc_histthread_committed(apc_histthread_t *h);
+
+/*
+ * Flushes the outbox and asks the thread to end once everything is written (giving up after
+ * APC_HIST_STOP_GIVE_UP_MS of failed retries). Wait for apc_histthread_handle to be
+ * signalled. Returns 0 or APC_ESYS. Runs on the engine thread.
+ */
+int apc_histthread_stop(apc_histthread_t *h);
+
+/* The thread's handle (owned by h), signalled when it has ended. Any thread. */
+HANDLE apc_histthread_handle(const apc_histthread_t *h);
+
+/*
+ * Frees h after its thread has ended (if it is still running, asks it to stop and waits).
+ * Records still in the outbox are discarded. Accepts NULL. Owning thread.
+ */
+void apc_histthread_free(apc_histthread_t *h);
+
+#endif /* APC_HISTTHREAD_H */
