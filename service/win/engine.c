@@ -1247,6 +1247,21 @@ static void CALLBACK done_apc(ULONG_PTR arg)
     j = r->job;
     if (w->status == APC_RUN_CANCELLED && r->cancel_reason != NULL)
         error = r->cancel_reason;
+    if (!w->started_sent && w->status != APC_RUN_CANCELLED) {
+        /* The start itself failed (no such program, ...): the store takes a run to failed
+           only from running, so record the attempt as a start at the moment it failed. */
+        memset(&op, 0, sizeof op);
+        op.kind = APC_HOP_START;
+        op.run.id = r->id;
+        op.run.job = j->name;
+        op.run.status = APC_RUN_RUNNING;
+        op.run.started_at = w->finished_at;
+        op.run.finished_at = APC_TIME_NONE;
+        op.run.queued_at = APC_TIME_NONE;
+        op.run.scheduled_for = APC_TIME_NONE;
+        op.run.worker = w->worker;
+        record(e, &op);
+    }
     memset(&op, 0, sizeof op);
     op.kind = APC_HOP_FINISH;
     run_row(r, &op.run);

@@ -79,6 +79,7 @@ static void run_command(apc_worker_t *w, apc_work_t *work)
         if (rc != 0) {
             work->status = APC_RUN_FAILED;
             apc_seterr(work->error, sizeof work->error, rc, "%s", err);
+            work->started_at = APC_TIME_NONE; /* it never ran */
             return;
         }
     }
@@ -86,10 +87,12 @@ static void run_command(apc_worker_t *w, apc_work_t *work)
     if (rc != 0) {
         work->status = APC_RUN_FAILED;
         apc_seterr(work->error, sizeof work->error, rc, "%s", err);
+        work->started_at = APC_TIME_NONE; /* it never ran */
         return;
     }
     work->pid = apc_proc_pid(p);
     /* From here on the run is "running": tell the engine (it records the pid). */
+    work->started_sent = 1;
     if (!QueueUserAPC(w->opts.on_started, w->opts.engine_thread, (ULONG_PTR)work))
         apc_elog(&w->opts.log, APC_ENGINE_LOG_ERROR, "worker %d: cannot reach the engine (%lu)",
                  w->opts.index, (unsigned long)GetLastError());
@@ -151,6 +154,7 @@ static void CALLBACK job_apc(ULONG_PTR arg)
     work->thread_id = GetCurrentThreadId();
     work->started_at = apc_win_now_ms();
     work->pid = 0;
+    work->started_sent = 0;
     work->error[0] = '\0';
     if (w->opts.hook != NULL)
         w->opts.hook(w->opts.hook_ctx, work->run_id, w->opts.index, work->thread_id);
@@ -158,6 +162,7 @@ static void CALLBACK job_apc(ULONG_PTR arg)
     if (work->builtin == APC_BUILTIN_NONE) {
         run_command(w, work);
     } else {
+        work->started_sent = 1;
         if (!QueueUserAPC(w->opts.on_started, w->opts.engine_thread, (ULONG_PTR)work))
             apc_elog(&w->opts.log, APC_ENGINE_LOG_ERROR, "worker %d: cannot reach the engine (%lu)",
                      w->opts.index, (unsigned long)GetLastError());

@@ -56,6 +56,7 @@ typedef struct apc_work {
     int64_t started_at; /* APC_TIME_NONE when the run never started (start failed) */
     DWORD pid;          /* 0 for builtins */
     DWORD thread_id;    /* the worker thread that ran it */
+    int started_sent;   /* 1 once the "started" APC was queued */
     int worker;         /* the worker's number (1-based) */
     /* Out, set before the "done" APC. */
     apc_run_status_t status; /* succeeded | failed | timed_out | cancelled */
