@@ -24,6 +24,10 @@ if [[ -f "$prefix/.stamp" && "$(cat "$prefix/.stamp")" == "$stamp_value" ]]; the
 fi
 
 triplet=x86_64-w64-mingw32
+# Run from CMake's configure step, this script inherits CC (the mingw compiler) and maybe
+# flags: SQLite's host-side ./configure must use the host compiler, the cross builds name
+# their compiler through the toolchain file.
+unset CC CFLAGS CPPFLAGS LDFLAGS CXX CXXFLAGS
 here=$(cd "$(dirname "$0")" && pwd)
 work="$prefix.work"
 rm -rf "$work" "$prefix"
