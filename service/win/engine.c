@@ -263,21 +263,6 @@ static void json_str(apc_buf_t *b, const char *s)
     apc_buf_puts(b, "\"");
 }
 
-static void say(apc_engine_t *e, int level, const char *fmt, ...) APC_PRINTF(3, 4);
-static void say(apc_engine_t *e, int level, const char *fmt, ...)
-{
-    char line[1024];
-    va_list ap;
-
-    if (e->log.fn == NULL)
-        return;
-    va_start(ap, fmt);
-    if (vsnprintf(line, sizeof line, fmt, ap) < 0)
-        line[0] = '\0';
-    va_end(ap);
-    e->log.fn(e->log.ctx, level, line);
-}
-
 /* ---- History records ----------------------------------------------------------------- */
 
 /* Hands a record to the history thread's outbox; returns its sequence number (0 if lost). */
@@ -286,8 +271,9 @@ static uint64_t record(apc_engine_t *e, const apc_history_op_t *op)
     uint64_t seq = 0;
 
     if (apc_histthread_add(e->hist, op, &seq) != 0) {
-        say(e, APC_ENGINE_LOG_ERROR, "engine: out of memory: a history record of run %lld is lost",
-            (long long)op->run.id);
+        apc_elog(&e->log, APC_ENGINE_LOG_ERROR,
+                 "engine: out of memory: a history record of run %lld is lost",
+                 (long long)op->run.id);
         return 0;
     }
     return seq;
@@ -384,8 +370,9 @@ static void arm_job(apc_engine_t *e, job_t *j, int64_t after, int64_t now)
     }
     if (rc != 0) {
         if (rc != APC_ENOTFOUND)
-            say(e, APC_ENGINE_LOG_ERROR, "engine: job %s: cannot compute its next fire time (%s)",
-                j->name, apc_strerror(rc));
+            apc_elog(&e->log, APC_ENGINE_LOG_ERROR,
+                     "engine: job %s: cannot compute its next fire time (%s)", j->name,
+                     apc_strerror(rc));
         apc_heap_remove(&e->heap, &j->node);
         j->next_fire = APC_TIME_NONE;
         return;
@@ -393,7 +380,8 @@ static void arm_job(apc_engine_t *e, job_t *j, int64_t after, int64_t now)
     j->next_fire = next;
     if (apc_heap_push(&e->heap, &j->node,
                       next + apc_jitter_ms(e->jitter_seed, j->name, next, j->cfg->jitter_ms)) != 0)
-        say(e, APC_ENGINE_LOG_ERROR, "engine: out of memory: job %s will not fire", j->name);
+        apc_elog(&e->log, APC_ENGINE_LOG_ERROR, "engine: out of memory: job %s will not fire",
+                 j->name);
 }
 
 static job_t *job_new(const apc_job_config_t *cfg)
@@ -450,7 +438,7 @@ static int job_paused(apc_engine_t *e, job_t *j, int64_t now)
         j->paused = 0;
         j->paused_until = APC_TIME_NONE;
         record_job_state(e, j, APC_JS_PAUSE, NULL);
-        say(e, APC_ENGINE_LOG_INFO, "engine: job %s: pause ended", j->name);
+        apc_elog(&e->log, APC_ENGINE_LOG_INFO, "engine: job %s: pause ended", j->name);
         return 0;
     }
     return 1;
@@ -565,7 +553,8 @@ oom:
     } else {
         free(w);
     }
-    say(e, APC_ENGINE_LOG_ERROR, "engine: out of memory: a run of job %s was not created", j->name);
+    apc_elog(&e->log, APC_ENGINE_LOG_ERROR,
+             "engine: out of memory: a run of job %s was not created", j->name);
     return NULL;
 }
 
@@ -672,8 +661,9 @@ static void cancel_running(apc_engine_t *e, run_t *r, const char *reason)
     if (r->cancel_reason == NULL)
         r->cancel_reason = apc_strdup(reason);
     if (apc_worker_cancel(r->worker, r->work) != 0)
-        say(e, APC_ENGINE_LOG_ERROR, "engine: cannot cancel run %lld (QueueUserAPC error %lu)",
-            (long long)r->id, (unsigned long)GetLastError());
+        apc_elog(&e->log, APC_ENGINE_LOG_ERROR,
+                 "engine: cannot cancel run %lld (QueueUserAPC error %lu)", (long long)r->id,
+                 (unsigned long)GetLastError());
 }
 
 /*
@@ -747,8 +737,8 @@ static uint64_t new_run(apc_engine_t *e, job_t *j, apc_trigger_t trigger, int at
         e->nwaiting++;
         if (apc_heap_push(&e->heap, &r->node, due) != 0) {
             e->nwaiting--;
-            say(e, APC_ENGINE_LOG_ERROR, "engine: out of memory: run %lld of %s dropped",
-                (long long)r->id, j->name);
+            apc_elog(&e->log, APC_ENGINE_LOG_ERROR, "engine: out of memory: run %lld of %s dropped",
+                     (long long)r->id, j->name);
             run_free(e, r);
             return 0;
         }
@@ -770,8 +760,8 @@ static void dispatch(apc_engine_t *e)
         e->nrunning++;
         r->job->running++;
         if (apc_worker_run(w, r->work) != 0) {
-            say(e, APC_ENGINE_LOG_ERROR, "engine: cannot reach worker %d (error %lu)",
-                apc_worker_index(w), (unsigned long)GetLastError());
+            apc_elog(&e->log, APC_ENGINE_LOG_ERROR, "engine: cannot reach worker %d (error %lu)",
+                     apc_worker_index(w), (unsigned long)GetLastError());
             /* Put things back: the run waits for another worker; this one is lost. */
             r->place = RUN_READY;
             r->worker = NULL;
@@ -796,8 +786,9 @@ static void CALLBACK reply_apc(ULONG_PTR arg)
 static void answer(apc_engine_t *e, apc_engine_req_t *req)
 {
     if (!QueueUserAPC(reply_apc, req->reply_thread, (ULONG_PTR)req))
-        say(e, APC_ENGINE_LOG_ERROR, "engine: cannot answer a %s request (QueueUserAPC error %lu)",
-            apc_proto_op_name(req->in.op), (unsigned long)GetLastError());
+        apc_elog(&e->log, APC_ENGINE_LOG_ERROR,
+                 "engine: cannot answer a %s request (QueueUserAPC error %lu)",
+                 apc_proto_op_name(req->in.op), (unsigned long)GetLastError());
 }
 
 static void answer_error(apc_engine_t *e, apc_engine_req_t *req, int code, const char *msg)
@@ -994,8 +985,8 @@ static void op_submit(apc_engine_t *e, apc_engine_req_t *req)
         answer(e, req);
         return;
     }
-    say(e, APC_ENGINE_LOG_INFO, "engine: run %lld of %s submitted by %s", (long long)id, j->name,
-        req->submitted_by != NULL ? req->submitted_by : "(unknown)");
+    apc_elog(&e->log, APC_ENGINE_LOG_INFO, "engine: run %lld of %s submitted by %s", (long long)id,
+             j->name, req->submitted_by != NULL ? req->submitted_by : "(unknown)");
     answer_after(e, req, seq);
 }
 
@@ -1051,7 +1042,7 @@ static void op_pause(apc_engine_t *e, apc_engine_req_t *req, int pause)
     } else {
         snprintf(msg, sizeof msg, pause ? "job %s paused" : "job %s resumed", j->name);
     }
-    say(e, APC_ENGINE_LOG_INFO, "engine: %s", msg);
+    apc_elog(&e->log, APC_ENGINE_LOG_INFO, "engine: %s", msg);
     apc_proto_response_init(&resp, APC_RESP_ACK);
     resp.message = msg;
     encode_only(req, &resp);
@@ -1087,8 +1078,8 @@ static void op_reload(apc_engine_t *e, apc_engine_req_t *req)
         apc_diags_format(&diags, &text);
         if (text.len > 0 && text.data[text.len - 1] == '\n')
             text.data[--text.len] = '\0';
-        say(e, APC_ENGINE_LOG_ERROR, "engine: reload refused, the old config stays: %s",
-            text.data != NULL ? text.data : apc_strerror(rc));
+        apc_elog(&e->log, APC_ENGINE_LOG_ERROR, "engine: reload refused, the old config stays: %s",
+                 text.data != NULL ? text.data : apc_strerror(rc));
         answer_error(e, req, rc == APC_ESYNTAX ? APC_EINVAL : rc,
                      text.data != NULL ? text.data : apc_strerror(rc));
         goto cleanup;
@@ -1146,8 +1137,8 @@ static void op_reload(apc_engine_t *e, apc_engine_req_t *req)
     }
     if (oc->service.workers != nc->service.workers ||
         strcmp(oc->service.history, nc->service.history) != 0)
-        say(e, APC_ENGINE_LOG_WARNING,
-            "engine: service.workers and service.history take effect at the next start");
+        apc_elog(&e->log, APC_ENGINE_LOG_WARNING,
+                 "engine: service.workers and service.history take effect at the next start");
     free(e->jobs);
     e->jobs = njobs;
     e->njobs = nc->njobs;
@@ -1155,7 +1146,7 @@ static void op_reload(apc_engine_t *e, apc_engine_req_t *req)
     nc = oc; /* freed below */
     snprintf(msg, sizeof msg, "reloaded: %zu job(s), %zu added, %zu removed", e->njobs, added,
              removed);
-    say(e, APC_ENGINE_LOG_INFO, "engine: %s", msg);
+    apc_elog(&e->log, APC_ENGINE_LOG_INFO, "engine: %s", msg);
     answer_ack(e, req, msg);
 
 cleanup:
@@ -1240,8 +1231,8 @@ static void CALLBACK done_apc(ULONG_PTR arg)
     const char *error = w->error[0] != '\0' ? w->error : NULL;
 
     if (r == NULL || r->work != w) {
-        say(e, APC_ENGINE_LOG_ERROR, "engine: a worker finished unknown run %lld",
-            (long long)w->run_id);
+        apc_elog(&e->log, APC_ENGINE_LOG_ERROR, "engine: a worker finished unknown run %lld",
+                 (long long)w->run_id);
         return;
     }
     j = r->job;
@@ -1277,8 +1268,9 @@ static void CALLBACK done_apc(ULONG_PTR arg)
     op.run.error = error;
     record(e, &op);
     if (w->status == APC_RUN_FAILED || w->status == APC_RUN_TIMED_OUT)
-        say(e, APC_ENGINE_LOG_WARNING, "engine: run %lld of %s %s%s%s", (long long)r->id, j->name,
-            apc_run_status_name(w->status), error != NULL ? ": " : "", error != NULL ? error : "");
+        apc_elog(&e->log, APC_ENGINE_LOG_WARNING, "engine: run %lld of %s %s%s%s", (long long)r->id,
+                 j->name, apc_run_status_name(w->status), error != NULL ? ": " : "",
+                 error != NULL ? error : "");
 
     j->last_status = apc_run_status_name(w->status);
     j->last_finished = w->finished_at;
@@ -1295,9 +1287,9 @@ static void CALLBACK done_apc(ULONG_PTR arg)
         int64_t id = 0;
         new_run(e, j, APC_TRIGGER_RETRY, dec.next_attempt, dec.due_ms, dec.due_ms, r->submitted_by,
                 NULL, 0, &id);
-        say(e, APC_ENGINE_LOG_INFO,
-            "engine: run %lld of %s will be retried as run %lld at %+lld ms", (long long)r->id,
-            j->name, (long long)id, (long long)dec.delay_ms);
+        apc_elog(&e->log, APC_ENGINE_LOG_INFO,
+                 "engine: run %lld of %s will be retried as run %lld at %+lld ms", (long long)r->id,
+                 j->name, (long long)id, (long long)dec.delay_ms);
     }
     /* Overlap queue: the job's next HELD run goes once nothing of the job is active. */
     if (!e->stopping && j->active == 0 && j->hold_head != NULL) {
@@ -1355,8 +1347,8 @@ static void CALLBACK stop_apc(ULONG_PTR arg)
         return;
     e->stopping = 1;
     e->grace_deadline = apc_win_now_ms() + e->cfg->service.shutdown_grace_ms;
-    say(e, APC_ENGINE_LOG_INFO, "engine: stopping (%zu run(s) running, grace %lld ms)", e->nrunning,
-        (long long)e->cfg->service.shutdown_grace_ms);
+    apc_elog(&e->log, APC_ENGINE_LOG_INFO, "engine: stopping (%zu run(s) running, grace %lld ms)",
+             e->nrunning, (long long)e->cfg->service.shutdown_grace_ms);
     for (i = 0; i < e->njobs; i++)
         apc_heap_remove(&e->heap, &e->jobs[i]->node);
     for (r = e->runs; r != NULL; r = rn) {
@@ -1373,7 +1365,8 @@ static void stop_progress(apc_engine_t *e)
 
     if (!e->grace_over && e->nrunning > 0 && apc_win_now_ms() >= e->grace_deadline) {
         e->grace_over = 1;
-        say(e, APC_ENGINE_LOG_WARNING, "engine: grace over: cancelling %zu run(s)", e->nrunning);
+        apc_elog(&e->log, APC_ENGINE_LOG_WARNING, "engine: grace over: cancelling %zu run(s)",
+                 e->nrunning);
         for (r = e->runs; r != NULL; r = r->next)
             if (r->place == RUN_RUNNING)
                 cancel_running(e, r, "service stopping");
@@ -1404,9 +1397,23 @@ static void arm_timer(apc_engine_t *e, int more)
     if (li.QuadPart <= 0)
         li.QuadPart = 1; /* a time before 1601: due at once */
     if (!SetWaitableTimer(e->timer, &li, 0, NULL, NULL, FALSE)) {
-        say(e, APC_ENGINE_LOG_ERROR, "engine: cannot set the timer (error %lu)",
-            (unsigned long)GetLastError());
-        return;
+        DWORD code = GetLastError();
+        HANDLE t = e->timer_hires ? CreateWaitableTimerExW(NULL, NULL, 0, TIMER_ALL_ACCESS) : NULL;
+        /* Should a high-resolution timer refuse an absolute due time, fall back to a normal
+           timer once: an absolute time (no drift) matters more than resolution. */
+        if (t == NULL || !SetWaitableTimer(t, &li, 0, NULL, NULL, FALSE)) {
+            apc_win_close(t);
+            apc_elog(&e->log, APC_ENGINE_LOG_ERROR, "engine: cannot set the timer (error %lu)",
+                     (unsigned long)code);
+            return;
+        }
+        apc_elog(&e->log, APC_ENGINE_LOG_WARNING,
+                 "engine: the high-resolution timer refused an absolute time (error %lu); "
+                 "using a normal timer",
+                 (unsigned long)code);
+        apc_win_close(e->timer);
+        e->timer = t;
+        e->timer_hires = 0;
     }
     e->armed_due = due;
 }
@@ -1420,7 +1427,8 @@ static void pump(apc_engine_t *e)
         stop_progress(e);
     dispatch(e);
     if (apc_histthread_flush(e->hist) != 0)
-        say(e, APC_ENGINE_LOG_ERROR, "engine: cannot hand records to the history thread yet");
+        apc_elog(&e->log, APC_ENGINE_LOG_ERROR,
+                 "engine: cannot hand records to the history thread yet");
     if (!e->finished)
         arm_timer(e, more);
 }
@@ -1477,15 +1485,16 @@ static void catch_up(apc_engine_t *e, job_t *j, int64_t now)
     if (j->paused)
         in.policy = APC_MISSED_SKIP; /* a paused job does not fire by schedule */
     if (apc_missed_decide(&in, &dec, err, sizeof err) != 0) {
-        say(e, APC_ENGINE_LOG_ERROR, "engine: job %s: catch-up: %s", j->name, err);
+        apc_elog(&e->log, APC_ENGINE_LOG_ERROR, "engine: job %s: catch-up: %s", j->name, err);
     } else if (in.latest_missed_ms != APC_TIME_NONE) {
         char at[APC_ISO8601_BUFSZ];
         apc_time_format_iso8601(in.latest_missed_ms, 0, at, sizeof at);
         if (dec.action == APC_MISSED_ACT_RUN)
             new_run(e, j, APC_TRIGGER_CATCHUP, 1, dec.fire_ms, APC_TIME_NONE, NULL, NULL, 0, NULL);
-        say(e, APC_ENGINE_LOG_INFO, "engine: job %s missed fire time(s) up to %s: %s", j->name, at,
-            dec.action == APC_MISSED_ACT_RUN ? "one catch-up run"
-                                             : apc_missed_reason_text(dec.reason));
+        apc_elog(&e->log, APC_ENGINE_LOG_INFO, "engine: job %s missed fire time(s) up to %s: %s",
+                 j->name, at,
+                 dec.action == APC_MISSED_ACT_RUN ? "one catch-up run"
+                                                  : apc_missed_reason_text(dec.reason));
         j->last_fire = in.latest_missed_ms;
         record_job_state(e, j, APC_JS_LAST_FIRE, NULL);
     }
@@ -1509,8 +1518,9 @@ static void engine_init(apc_engine_t *e)
                  j->cfg->schedule.kind == APC_SCHED_STARTUP)
             new_run(e, j, APC_TRIGGER_STARTUP, 1, now, APC_TIME_NONE, NULL, NULL, 0, NULL);
     }
-    say(e, APC_ENGINE_LOG_INFO, "engine: started: %zu job(s), %d worker(s), next run id %lld",
-        e->njobs, e->nworkers, (long long)e->next_id);
+    apc_elog(&e->log, APC_ENGINE_LOG_INFO,
+             "engine: started: %zu job(s), %d worker(s), next run id %lld", e->njobs, e->nworkers,
+             (long long)e->next_id);
 }
 
 /* Waits alertably for a thread to end (APCs to the engine keep running meanwhile). */
@@ -1548,7 +1558,7 @@ static DWORD WINAPI engine_main(LPVOID arg)
     for (i = 0; i < e->nworkers; i++)
         wait_thread(apc_worker_handle(e->workers[i]));
     if (apc_histthread_stop(e->hist) != 0)
-        say(e, APC_ENGINE_LOG_ERROR, "engine: cannot stop the history thread");
+        apc_elog(&e->log, APC_ENGINE_LOG_ERROR, "engine: cannot stop the history thread");
     else
         wait_thread(apc_histthread_handle(e->hist));
     answer_committed(e);
@@ -1565,7 +1575,7 @@ static DWORD WINAPI engine_main(LPVOID arg)
     /* Requests queued before the mailbox closed: answer them (request_apc sees finished). */
     while (SleepEx(0, TRUE) == WAIT_IO_COMPLETION)
         ;
-    say(e, APC_ENGINE_LOG_INFO, "engine: stopped");
+    apc_elog(&e->log, APC_ENGINE_LOG_INFO, "engine: stopped");
     return 0;
 }
 
@@ -1708,7 +1718,8 @@ int apc_engine_start(const apc_engine_opts_t *opts, apc_engine_t **out, apc_buf_
         for (k = 0; k < diags.count; k++) {
             apc_buf_t line = {0};
             apc_diag_format(&diags.items[k], &line);
-            say(e, APC_ENGINE_LOG_WARNING, "config: %s", line.data != NULL ? line.data : "");
+            apc_elog(&e->log, APC_ENGINE_LOG_WARNING, "config: %s",
+                     line.data != NULL ? line.data : "");
             apc_buf_free(&line);
         }
     }
@@ -1758,9 +1769,9 @@ int apc_engine_start(const apc_engine_opts_t *opts, apc_engine_t **out, apc_buf_
         goto fail;
     }
     if (e->boot.recovered > 0)
-        say(e, APC_ENGINE_LOG_WARNING,
-            "engine: %lld run(s) left queued or running by the last stop are now interrupted",
-            (long long)e->boot.recovered);
+        apc_elog(&e->log, APC_ENGINE_LOG_WARNING,
+                 "engine: %lld run(s) left queued or running by the last stop are now interrupted",
+                 (long long)e->boot.recovered);
     e->next_id = e->boot.max_id + 1;
     rc = build_jobs(e);
     if (rc != 0) {
