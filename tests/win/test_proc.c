@@ -368,6 +368,41 @@ static void missing_cwd_is_refused_with_the_system_text(void **state)
     assert_false(file_exists(outpath));
 }
 
+static void stdin_is_the_nul_device(void **state)
+{
+    const char *argv[] = {helper, "stdin", NULL};
+    apc_proc_spec_t spec = spec_for(argv);
+    apc_proc_result_t res;
+    (void)state;
+    run_ok(&spec, &res);
+    assert_string_equal(res.output_tail, "stdin: 0 bytes\n");
+    apc_proc_result_free(&res);
+}
+
+static void only_the_standard_handles_are_inherited(void **state)
+{
+    const char *argv[] = {helper, "handles", NULL};
+    apc_proc_spec_t spec = spec_for(argv);
+    apc_proc_result_t plain, crowded;
+    SECURITY_ATTRIBUTES sa = {sizeof sa, NULL, TRUE};
+    HANDLE extra[32];
+    size_t i;
+    (void)state;
+    run_ok(&spec, &plain);
+    /* 32 inheritable handles in the service: HANDLE_LIST must keep every one of them out. */
+    for (i = 0; i < 32; i++) {
+        extra[i] = CreateEventW(&sa, TRUE, FALSE, NULL);
+        assert_non_null(extra[i]);
+    }
+    run_ok(&spec, &crowded);
+    for (i = 0; i < 32; i++)
+        CloseHandle(extra[i]);
+    assert_true(strtoul(plain.output_tail, NULL, 10) > 0);
+    assert_string_equal(crowded.output_tail, plain.output_tail);
+    apc_proc_result_free(&plain);
+    apc_proc_result_free(&crowded);
+}
+
 static void stdout_and_stderr_both_go_to_the_output_file(void **state)
 {
     const char *argv[] = {helper, "out", "one", "err", "two", "out", "three", NULL};
@@ -720,6 +755,8 @@ int main(void)
         cmocka_unit_test_setup(env_entry_without_equals_is_refused, setup_test),
         cmocka_unit_test_setup(child_runs_in_the_given_cwd, setup_test),
         cmocka_unit_test_setup(missing_cwd_is_refused_with_the_system_text, setup_test),
+        cmocka_unit_test_setup(stdin_is_the_nul_device, setup_test),
+        cmocka_unit_test_setup(only_the_standard_handles_are_inherited, setup_test),
         cmocka_unit_test_setup(stdout_and_stderr_both_go_to_the_output_file, setup_test),
         cmocka_unit_test_setup(output_over_the_cap_is_dropped_with_a_final_line_and_tail,
                                setup_test),

@@ -9,6 +9,8 @@
  *   bytes N        write N bytes "0123456789" repeated to stdout, in chunks
  *   env NAME       write "NAME=value\n", or "NAME unset\n", to stdout
  *   cwd            write the current directory and "\n" to stdout
+ *   handles        write the number of open handles of this process and "\n" to stdout
+ *   stdin          read stdin to its end and write "stdin: N bytes\n" to stdout
  *   argv           write every argument (argv[0] first), one per line, to stdout; ends the
  *                  script
  *   sleep MS       sleep MS milliseconds
@@ -121,6 +123,30 @@ int main(void)
                 put(STD_OUTPUT_HANDLE, "\n", 1);
             }
             break;
+        }
+        if (wcscmp(verb, L"handles") == 0) {
+            /* Probing every handle value works on Windows and Wine alike (see test_proc.c). */
+            char num[32];
+            DWORD n = 0, flags;
+            ULONG_PTR v;
+            int len;
+            for (v = 4; v < 0x40000; v += 4)
+                if (GetHandleInformation((HANDLE)v, &flags))
+                    n++;
+            len = snprintf(num, sizeof num, "%lu\n", (unsigned long)n);
+            put(STD_OUTPUT_HANDLE, num, (size_t)len);
+            continue;
+        }
+        if (wcscmp(verb, L"stdin") == 0) {
+            char buf[4096], num[48];
+            unsigned long total = 0;
+            DWORD got;
+            int len;
+            while (ReadFile(GetStdHandle(STD_INPUT_HANDLE), buf, sizeof buf, &got, NULL) && got > 0)
+                total += got;
+            len = snprintf(num, sizeof num, "stdin: %lu bytes\n", total);
+            put(STD_OUTPUT_HANDLE, num, (size_t)len);
+            continue;
         }
         if (wcscmp(verb, L"cwd") == 0) {
             wchar_t dir[MAX_PATH];
