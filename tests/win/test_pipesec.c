@@ -30,18 +30,16 @@
 static char *own_account(void)
 {
     HANDLE token = NULL;
-    union {
-        TOKEN_USER tu;
-        char raw[512];
-    } u;
+    ULONGLONG buf[64]; /* aligned room for a TOKEN_USER and its SID */
+    TOKEN_USER *tu = (TOKEN_USER *)buf;
     DWORD len = 0, nlen = 256, dlen = 256;
     wchar_t name[256], domain[256], full[520];
     SID_NAME_USE use;
 
     assert_true(OpenProcessToken(GetCurrentProcess(), TOKEN_QUERY, &token));
-    assert_true(GetTokenInformation(token, TokenUser, &u, sizeof(u), &len));
+    assert_true(GetTokenInformation(token, TokenUser, buf, sizeof(buf), &len));
     CloseHandle(token);
-    assert_true(LookupAccountSidW(NULL, u.tu.User.Sid, name, &nlen, domain, &dlen, &use));
+    assert_true(LookupAccountSidW(NULL, tu->User.Sid, name, &nlen, domain, &dlen, &use));
     if (domain[0] != L'\0')
         swprintf(full, 520, L"%ls\\%ls", domain, name);
     else
@@ -95,19 +93,17 @@ static void user_account_appears_as_its_sid(void **state)
     apc_pipesec_t sec = {0};
     char err[256] = "";
     HANDLE token = NULL;
-    union {
-        TOKEN_USER tu;
-        char raw[512];
-    } u;
+    ULONGLONG buf[64]; /* aligned room for a TOKEN_USER and its SID */
+    TOKEN_USER *tu = (TOKEN_USER *)buf;
     DWORD len = 0;
     wchar_t *sidw = NULL;
     char *sid8, expected[512];
 
     (void)state;
     assert_true(OpenProcessToken(GetCurrentProcess(), TOKEN_QUERY, &token));
-    assert_true(GetTokenInformation(token, TokenUser, &u, sizeof(u), &len));
+    assert_true(GetTokenInformation(token, TokenUser, buf, sizeof(buf), &len));
     CloseHandle(token);
-    assert_true(ConvertSidToStringSidW(u.tu.User.Sid, &sidw));
+    assert_true(ConvertSidToStringSidW(tu->User.Sid, &sidw));
     sid8 = apc_wide_to_utf8(sidw);
     LocalFree(sidw);
     snprintf(expected, sizeof(expected), "O:BAD:P(A;;FA;;;SY)(A;;FA;;;BA)(A;;0x12019b;;;%s)", sid8);
