@@ -445,7 +445,8 @@ static void print_jobs(ctx_t *x, const apc_proto_job_info_t *jobs, size_t n)
     for (i = 0; i < n; i++) {
         const apc_proto_job_info_t *j = &jobs[i];
         ctl_table_add(&t, j->name, NULL);
-        ctl_table_add(&t, j->schedule != NULL ? j->schedule : "(manual)", NULL);
+        /* "" when unknown (read from the database alone) or for a manual-only job. */
+        ctl_table_add(&t, j->schedule != NULL && j->schedule[0] != '\0' ? j->schedule : "-", NULL);
         out_time_cell(x, j->next_run, cell, sizeof cell);
         ctl_table_add(&t, cell, NULL);
         if (j->last_status == NULL) {
@@ -582,7 +583,7 @@ static int list_from_db(ctx_t *x, const call_t *cl)
     }
     for (i = 0; i < d.n; i++) {
         infos[i].name = d.items[i].name;
-        infos[i].schedule = d.items[i].schedule;
+        infos[i].schedule = d.items[i].schedule != NULL ? d.items[i].schedule : "";
         infos[i].enabled = d.items[i].enabled;
         infos[i].paused = d.items[i].paused;
         infos[i].paused_until = d.items[i].paused ? d.items[i].paused_until : APC_PROTO_NONE;
@@ -636,7 +637,7 @@ static int cmd_list(ctx_t *x)
 
 static void print_run(ctx_t *x, const apc_proto_run_t *r)
 {
-    char cell[160], dur[40];
+    char cell[160];
 
     ctl_outf("run           %" PRId64 "\n", r->id);
     ctl_outf("job           %s\n", r->job);
@@ -651,6 +652,7 @@ static void print_run(ctx_t *x, const apc_proto_run_t *r)
     out_time_cell(x, r->finished_at, cell, sizeof cell);
     ctl_outf("finished      %s\n", cell);
     if (r->started_at != APC_PROTO_NONE) {
+        char dur[40];
         ctl_fmt_duration((r->finished_at != APC_PROTO_NONE ? r->finished_at : x->now) -
                              r->started_at,
                          dur, sizeof dur);
@@ -688,6 +690,11 @@ static int show_from_db(ctx_t *x, const call_t *cl, int64_t id)
     if (code != CTL_EXIT_OK)
         return code;
     rc = apc_history_get_run(h, id, &rec, err, sizeof err);
+    if (rc == APC_ENOTFOUND) {
+        ctl_errf("run %" PRId64 " not found", id); /* the service's words */
+        code = CTL_EXIT_ERROR;
+        goto cleanup;
+    }
     if (rc != 0) {
         ctl_errf("%s", err);
         code = CTL_EXIT_ERROR;
@@ -807,6 +814,11 @@ static int logs_from_db(ctx_t *x, const call_t *cl, int64_t id, int64_t tail)
     if (code != CTL_EXIT_OK)
         return code;
     rc = apc_history_get_run(h, id, &rec, err, sizeof err);
+    if (rc == APC_ENOTFOUND) {
+        ctl_errf("run %" PRId64 " not found", id); /* the service's words */
+        code = CTL_EXIT_ERROR;
+        goto cleanup;
+    }
     if (rc != 0) {
         ctl_errf("%s", err);
         code = CTL_EXIT_ERROR;
@@ -1014,13 +1026,13 @@ static int cmd_history(ctx_t *x)
     ctl_table_t t;
     int64_t v;
     size_t shown = 0;
-    char err[256];
     int code;
 
     apc_proto_request_init(&req, APC_OP_HISTORY);
     if (x->npos > 0)
         req.job = x->pos[0];
     if (x->val[O_SINCE] != NULL) {
+        char err[256];
         if (apc_duration_parse(x->val[O_SINCE], &v, err, sizeof err) == 0)
             req.since_ms = x->now - v;
         else if (apc_time_parse_iso8601(x->val[O_SINCE], &v, err, sizeof err) == 0)
@@ -1170,10 +1182,11 @@ static int wait_stream(ctx_t *x, call_t *cl, int64_t id, const char *job)
 {
     int64_t since = apc_win_now_ms();
     apc_proto_run_t last;
-    int have = 0, rc, code;
+    int have = 0, code;
 
     memset(&last, 0, sizeof last);
     for (;;) {
+        int rc;
         show_progress(x, id, job, have ? &last : NULL, since);
         rc = ctl_recv(&cl->conn, POLL_MS, &cl->rawlen, cl->err, sizeof cl->err);
         if (rc == APC_ETIMEDOUT)
@@ -1618,10 +1631,8 @@ static int parse_args(ctx_t *x, int argc, const char **argv)
     }
     if (cmd_index < 0) {
         for (i = 1; i < argc; i++)
-            if (strcmp(argv[i], "-h") == 0 || strcmp(argv[i], "--help") == 0) {
-                x->cmd = find_command("help");
-                return -1; /* overview */
-            }
+            if (strcmp(argv[i], "-h") == 0 || strcmp(argv[i], "--help") == 0)
+                return -1; /* x->cmd stays NULL: the overview */
         return usage_error(NULL, "no command given");
     }
     x->cmd = find_command(argv[cmd_index]);
@@ -1718,7 +1729,7 @@ int wmain(int argc, wchar_t **wargv)
     }
     code = parse_args(&x, argc, argv);
     if (code == -1) {
-        if (x.cmd == NULL || strcmp(x.cmd->name, "help") == 0)
+        if (x.cmd == NULL)
             print_overview();
         else
             print_command_help(x.cmd);

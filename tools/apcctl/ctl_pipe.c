@@ -129,7 +129,7 @@ cleanup:
 int ctl_send(ctl_conn_t *c, const char *msg, size_t len, DWORD timeout_ms, char *err, size_t errsz)
 {
     OVERLAPPED ov;
-    DWORD done = 0, code = ERROR_SUCCESS;
+    DWORD done = 0, code;
 
     if (len > APC_PROTO_MAX_MESSAGE)
         return apc_seterr(err, errsz, APC_ETOOBIG, "request of %zu bytes exceeds the %d-byte limit",
@@ -145,8 +145,7 @@ int ctl_send(ctl_conn_t *c, const char *msg, size_t len, DWORD timeout_ms, char 
         if (finish_io(c, &ov, timeout_ms, &done, &code) != 0)
             return code == ERROR_OPERATION_ABORTED
                        ? apc_seterr(err, errsz, APC_ETIMEDOUT,
-                                    "the service did not read the "
-                                    "request in time")
+                                    "the service did not read the request in time")
                        : apc_win_seterr(err, errsz, code, "sending the request");
     } else if (!GetOverlappedResult(c->pipe, &ov, &done, TRUE)) {
         return apc_win_seterr(err, errsz, GetLastError(), "sending the request");
