@@ -1,9 +1,9 @@
 /*
  * tz_win.c - the Windows local time zone as an apc_tz_t (see tz_win.h).
  *
- * Each query converts the UTC instant to SYSTEMTIME, asks SystemTimeToTzSpecificLocalTimeEx
- * for the local wall time under the zone read at set-up (with that year's rules), and returns
- * the difference. Nothing is cached between queries, so the zone object stays immutable and
+ * Each query converts the UTC instant to SYSTEMTIME, gets that year's rules of the zone read
+ * at set-up (GetTimeZoneInformationForYear), converts with them
+ * (SystemTimeToTzSpecificLocalTime) and returns local - UTC. Nothing is cached between queries, so the zone object stays immutable and
  * needs no lock.
  *
  * Thread safety: set-up on one thread; queries from any thread.
@@ -27,6 +27,8 @@ static int win_offset_at(const apc_tz_t *tz, int64_t utc_s, int32_t *offset_s)
     ULONGLONG u;
     FILETIME ft, lft;
     SYSTEMTIME st, lst;
+    DYNAMIC_TIME_ZONE_INFORMATION dtzi;
+    TIME_ZONE_INFORMATION tzi;
     int64_t local_ticks, utc_ticks;
 
     if (tz == NULL || tz->ctx == NULL || offset_s == NULL)
@@ -34,13 +36,19 @@ static int win_offset_at(const apc_tz_t *tz, int64_t utc_s, int32_t *offset_s)
     if (utc_s < APC_TZ_WIN_MIN_S || utc_s > APC_TZ_WIN_MAX_S)
         return APC_ERANGE;
     z = tz->ctx;
+    dtzi = z->dtzi; /* the API takes a non-const pointer */
     utc_ticks = (utc_s + EPOCH_DIFF_S) * TICKS_PER_S;
     u = (ULONGLONG)utc_ticks;
     ft.dwLowDateTime = (DWORD)(u & 0xFFFFFFFFu);
     ft.dwHighDateTime = (DWORD)(u >> 32);
     if (!FileTimeToSystemTime(&ft, &st))
         return apc_win_errno(GetLastError());
-    if (!SystemTimeToTzSpecificLocalTimeEx(&z->dtzi, &st, &lst))
+    /* The year's own rules, then the conversion with them. This is what
+       SystemTimeToTzSpecificLocalTimeEx does in one call; two calls because Wine 8 lacks the
+       Ex function (it aborts the process), and the result is the same on Windows. */
+    if (!GetTimeZoneInformationForYear(st.wYear, &dtzi, &tzi))
+        return apc_win_errno(GetLastError());
+    if (!SystemTimeToTzSpecificLocalTime(&tzi, &st, &lst))
         return apc_win_errno(GetLastError());
     if (!SystemTimeToFileTime(&lst, &lft))
         return apc_win_errno(GetLastError());

@@ -4,8 +4,8 @@
  * Why this way: the core asks one question of a zone, "what is the UTC offset at instant t"
  * (apc_tz.h). Windows answers it with the zone's year-specific rules (dynamic DST: a country
  * that moved its DST dates in 2007 has different rules for 2006 and 2008), so the zone is read
- * once with GetDynamicTimeZoneInformation and every query goes through
- * SystemTimeToTzSpecificLocalTimeEx with that zone: offset = local wall time - UTC.
+ * once with GetDynamicTimeZoneInformation and every query takes that year's rules
+ * (GetTimeZoneInformationForYear) and converts with them: offset = local wall time - UTC.
  *
  * The zone is fixed when apc_tz_win_local() runs: a change of the machine's zone while the
  * service runs takes effect at the next start (or reload that re-reads it), never halfway

@@ -187,7 +187,8 @@ static int setup(void **state)
     events[0] = '\0';
     assert_true(GetTempPathW(MAX_PATH, tmp) > 0);
     t = apc_wide_to_utf8(tmp);
-    (void)snprintf(dir, sizeof dir, "%sapc-test-svc-%lu-%d", t, GetCurrentProcessId(), ++seq);
+    (void)snprintf(dir, sizeof dir, "%sapc-test-svc-%lu-%llu-%d", t, GetCurrentProcessId(),
+                   (unsigned long long)GetTickCount64(), ++seq);
     free(t);
     assert_true(CreateDirectoryA(dir, NULL));
     (void)snprintf(cfg_path, sizeof cfg_path, "%s\\apcsvc.json", dir);
