@@ -682,6 +682,265 @@ static void write_error_on_stdout_is_reported_and_fails(void **state)
     result_free(&r);
 }
 
+/* ---- The pipe client against a scripted pipe server (test fixture) ------------------------- */
+
+/*
+ * A scripted server: one pipe instance and one thread per expected connection, created before
+ * apcctl starts (so no connection can find the name missing). Each thread accepts one client,
+ * reads its request, and answers with the messages scripted for the request's op.
+ */
+#define FAKE_MAX 4
+
+typedef struct fake_entry {
+    const char *op;         /* "status", "submit", ... */
+    const char *answers[4]; /* messages to send, NULL-terminated */
+} fake_entry_t;
+
+typedef struct fake_conn {
+    HANDLE pipe;
+    HANDLE thread;
+    const fake_entry_t *script;
+    size_t nscript;
+    char request[70000];
+} fake_conn_t;
+
+typedef struct fake {
+    fake_conn_t conns[FAKE_MAX];
+    size_t n;
+} fake_t;
+
+static DWORD WINAPI fake_serve(void *p)
+{
+    fake_conn_t *c = p;
+    DWORD got = 0, done;
+    char key[64];
+    size_t i, k;
+
+    if (!ConnectNamedPipe(c->pipe, NULL) && GetLastError() != ERROR_PIPE_CONNECTED)
+        return 1;
+    if (!ReadFile(c->pipe, c->request, sizeof c->request - 1, &got, NULL))
+        return 1;
+    c->request[got] = '\0';
+    for (i = 0; i < c->nscript; i++) {
+        snprintf(key, sizeof key, "\"op\":\"%s\"", c->script[i].op);
+        if (strstr(c->request, key) == NULL)
+            continue;
+        for (k = 0; k < 4 && c->script[i].answers[k] != NULL; k++) {
+            const char *a = c->script[i].answers[k];
+            if (!WriteFile(c->pipe, a, (DWORD)strlen(a), &done, NULL))
+                break;
+            Sleep(20); /* let apcctl see the events one by one, as a real run would */
+        }
+        break;
+    }
+    FlushFileBuffers(c->pipe);
+    DisconnectNamedPipe(c->pipe);
+    return 0;
+}
+
+static void fake_start(fake_t *f, const char *name, size_t nconn, const fake_entry_t *script,
+                       size_t nscript)
+{
+    char path[128];
+    wchar_t *w;
+    size_t i;
+
+    memset(f, 0, sizeof *f);
+    snprintf(path, sizeof path, "\\\\.\\pipe\\%s", name);
+    w = apc_utf8_to_wide(path);
+    assert_non_null(w);
+    assert_true(nconn <= FAKE_MAX);
+    for (i = 0; i < nconn; i++) {
+        fake_conn_t *c = &f->conns[i];
+        c->script = script;
+        c->nscript = nscript;
+        c->pipe = CreateNamedPipeW(w, PIPE_ACCESS_DUPLEX,
+                                   PIPE_TYPE_MESSAGE | PIPE_READMODE_MESSAGE | PIPE_WAIT, FAKE_MAX,
+                                   65536, 65536, 0, NULL);
+        assert_true(c->pipe != INVALID_HANDLE_VALUE);
+        c->thread = CreateThread(NULL, 0, fake_serve, c, 0, NULL);
+        assert_non_null(c->thread);
+    }
+    f->n = nconn;
+    free(w);
+}
+
+/* Ends the server; returns the request of connection 0 in f->conns[0].request. */
+static void fake_stop(fake_t *f)
+{
+    size_t i;
+
+    for (i = 0; i < f->n; i++) {
+        /* A thread still waiting for a client is released by closing its pipe. */
+        if (WaitForSingleObject(f->conns[i].thread, 2000) != WAIT_OBJECT_0) {
+            CancelSynchronousIo(f->conns[i].thread);
+            WaitForSingleObject(f->conns[i].thread, 5000);
+        }
+        CloseHandle(f->conns[i].thread);
+        CloseHandle(f->conns[i].pipe);
+    }
+}
+
+static void status_shows_the_services_answer(void **state)
+{
+    static const fake_entry_t script[] = {
+        {"status",
+         {"{\"v\":1,\"ok\":true,\"status\":{\"version\":\"0.1.0\",\"pid\":808,"
+          "\"started_at\":1767225600000,\"now\":1767229200000,\"workers\":4,\"workers_busy\":1,"
+          "\"jobs\":12,\"queued\":2,\"running\":1}}",
+          NULL}}};
+    fake_t f;
+    result_t r;
+    (void)state;
+    fake_start(&f, "apcctl-fake-status", 1, script, 1);
+    r = run_ctl("--service apcctl-fake-status status");
+    fake_stop(&f);
+    assert_string_equal(f.conns[0].request, "{\"v\":1,\"op\":\"status\"}");
+    assert_int_equal(r.code, 0);
+    assert_string_equal(first_line(r.out),
+                        "service  apcctl-fake-status: running, pid 808, version 0.1.0");
+    assert_non_null(strstr(r.out, "\nuptime   1h (since "));
+    assert_non_null(strstr(r.out, ")\nworkers  1 busy, 3 idle, 4 in all\njobs     12\n"
+                                  "runs     1 running, 2 queued\n"));
+    result_free(&r);
+}
+
+static void json_prints_the_answer_unchanged(void **state)
+{
+    static const fake_entry_t script[] = {
+        {"pause", {"{\"v\":1,\"ok\":true,\"message\":\"job backup paused for 2h\"}", NULL}}};
+    fake_t f;
+    result_t r;
+    (void)state;
+    fake_start(&f, "apcctl-fake-json", 1, script, 1);
+    r = run_ctl("--service apcctl-fake-json pause backup --for 2h --json");
+    fake_stop(&f);
+    assert_string_equal(f.conns[0].request,
+                        "{\"v\":1,\"op\":\"pause\",\"job\":\"backup\",\"for_ms\":7200000}");
+    assert_int_equal(r.code, 0);
+    assert_string_equal(r.out, "{\"v\":1,\"ok\":true,\"message\":\"job backup paused for 2h\"}\n");
+    result_free(&r);
+}
+
+static void service_error_exits_1_with_its_message(void **state)
+{
+    static const fake_entry_t script[] = {
+        {"cancel",
+         {"{\"v\":1,\"ok\":false,\"error\":{\"code\":\"ENOTFOUND\",\"message\":\"run 99 not "
+          "found\"}}",
+          NULL}}};
+    fake_t f;
+    result_t r;
+    (void)state;
+    fake_start(&f, "apcctl-fake-err", 1, script, 1);
+    r = run_ctl("--service apcctl-fake-err cancel 99");
+    fake_stop(&f);
+    assert_string_equal(f.conns[0].request, "{\"v\":1,\"op\":\"cancel\",\"id\":99}");
+    assert_int_equal(r.code, 1);
+    assert_string_equal(r.out, "");
+    assert_string_equal(r.err, "apcctl: run 99 not found (ENOTFOUND)\n");
+    result_free(&r);
+}
+
+static void oversized_answer_is_refused(void **state)
+{
+    static char big[70001];
+    static fake_entry_t script[] = {{"status", {big, NULL}}};
+    fake_t f;
+    result_t r;
+    (void)state;
+    memset(big, ' ', sizeof big - 1);
+    big[0] = '{';
+    big[sizeof big - 2] = '}';
+    fake_start(&f, "apcctl-fake-big", 1, script, 1);
+    r = run_ctl("--service apcctl-fake-big status");
+    fake_stop(&f);
+    assert_int_equal(r.code, 3);
+    assert_string_equal(r.err, "apcctl: cannot reach service \"apcctl-fake-big\": the service sent "
+                               "a message larger than 65536 bytes\n");
+    result_free(&r);
+}
+
+#define RUN77(status, exit)                                                                       \
+    "{\"v\":1,\"ok\":true,\"event\":\"finished\",\"run\":{\"id\":77,\"job\":\"build\","           \
+    "\"trigger\":\"manual\",\"status\":\"" status "\",\"attempt\":1,\"queued_at\":1767225600000," \
+    "\"started_at\":1767225600010,\"finished_at\":1767225604010,\"exit_code\":" exit              \
+    ",\"submitted_by\":\"HOST\\\\op\",\"worker\":1,\"pid\":4242,\"output_path\":null,"            \
+    "\"output_tail\":\"tail\\n\",\"error\":null}}"
+
+#define SUBMITTED77 \
+    "{\"v\":1,\"ok\":true,\"id\":77,\"job\":\"build\",\"due_at\":1767225600000,\"wait\":true}"
+
+static void run_wait_exits_with_the_jobs_exit_code(void **state)
+{
+    static const fake_entry_t script[] = {
+        {"submit", {SUBMITTED77, RUN77("failed", "7"), NULL}},
+        {"logs",
+         {"{\"v\":1,\"ok\":true,\"id\":77,\"data\":\"hello\\n\",\"truncated\":false}", NULL}}};
+    fake_t f;
+    result_t r;
+    (void)state;
+    fake_start(&f, "apcctl-fake-wait", 2, script, 2);
+    r = run_ctl("--service apcctl-fake-wait run build --wait -- \"a b\"");
+    fake_stop(&f);
+    assert_string_equal(f.conns[0].request[0] == '{' && strstr(f.conns[0].request, "submit")
+                            ? f.conns[0].request
+                            : f.conns[1].request,
+                        "{\"v\":1,\"op\":\"submit\",\"job\":\"build\",\"args\":[\"a b\"],"
+                        "\"wait\":true}");
+    assert_int_equal(r.code, 7);
+    /* stdout: the run id, then the job's output; the summary goes to stderr. */
+    assert_string_equal(r.out, "77\nhello\n");
+    assert_non_null(strstr(r.err, "\napcctl: run 77 failed (exit code 7) after 4s\n"));
+    result_free(&r);
+}
+
+static void run_wait_passes_a_32_bit_exit_code_through(void **state)
+{
+    static const fake_entry_t script[] = {
+        {"submit", {SUBMITTED77, RUN77("failed", "3221225477"), NULL}},
+        {"logs", {"{\"v\":1,\"ok\":true,\"id\":77,\"data\":\"\",\"truncated\":false}", NULL}}};
+    fake_t f;
+    result_t r;
+    (void)state;
+    fake_start(&f, "apcctl-fake-crash", 2, script, 2);
+    r = run_ctl("--service apcctl-fake-crash run build --wait");
+    fake_stop(&f);
+    assert_int_equal(r.code, 0xC0000005u);
+    result_free(&r);
+}
+
+static void run_wait_timed_out_exits_124(void **state)
+{
+    static const fake_entry_t script[] = {
+        {"submit", {SUBMITTED77, RUN77("timed_out", "null"), NULL}},
+        {"logs", {"{\"v\":1,\"ok\":true,\"id\":77,\"data\":\"\",\"truncated\":false}", NULL}}};
+    fake_t f;
+    result_t r;
+    (void)state;
+    fake_start(&f, "apcctl-fake-timeout", 2, script, 2);
+    r = run_ctl("--service apcctl-fake-timeout run build --wait");
+    fake_stop(&f);
+    assert_int_equal(r.code, 124);
+    assert_non_null(strstr(r.err, "\napcctl: run 77 timed_out after 4s\n"));
+    result_free(&r);
+}
+
+static void run_wait_cancelled_exits_130(void **state)
+{
+    static const fake_entry_t script[] = {
+        {"submit", {SUBMITTED77, RUN77("cancelled", "null"), NULL}},
+        {"logs", {"{\"v\":1,\"ok\":true,\"id\":77,\"data\":\"\",\"truncated\":false}", NULL}}};
+    fake_t f;
+    result_t r;
+    (void)state;
+    fake_start(&f, "apcctl-fake-cancel", 2, script, 2);
+    r = run_ctl("--service apcctl-fake-cancel run build --wait");
+    fake_stop(&f);
+    assert_int_equal(r.code, 130);
+    result_free(&r);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -724,6 +983,14 @@ int main(void)
         cmocka_unit_test_setup_teardown(list_reads_last_status_from_the_database, db_setup,
                                         db_teardown),
         cmocka_unit_test(write_error_on_stdout_is_reported_and_fails),
+        cmocka_unit_test(status_shows_the_services_answer),
+        cmocka_unit_test(json_prints_the_answer_unchanged),
+        cmocka_unit_test(service_error_exits_1_with_its_message),
+        cmocka_unit_test(oversized_answer_is_refused),
+        cmocka_unit_test(run_wait_exits_with_the_jobs_exit_code),
+        cmocka_unit_test(run_wait_passes_a_32_bit_exit_code_through),
+        cmocka_unit_test(run_wait_timed_out_exits_124),
+        cmocka_unit_test(run_wait_cancelled_exits_130),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
