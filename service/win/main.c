@@ -3,6 +3,8 @@
  *
  *   apcsvc.exe [--config PATH] [--name NAME]        service mode (what `sc create` runs)
  *   apcsvc.exe run [--config PATH] [--name NAME]    console mode: the same engine, in front
+ *   apcsvc.exe install [--config PATH] [--name NAME]   register the service (install.c)
+ *   apcsvc.exe uninstall [--name NAME]                 stop and remove it
  *   apcsvc.exe --help | --version
  *
  * The arguments arrive as UTF-16 (wmain, linked with -municode) and are converted to UTF-8
@@ -17,9 +19,11 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "apc_config.h"
 #include "apc_protocol.h"
 #include "apc_str.h"
 #include "engine.h"
+#include "install.h"
 #include "paths.h"
 #include "svc.h"
 #include "svclog.h"
@@ -33,6 +37,8 @@ static const apc_svc_engine_ops_t engine_ops = {
 static const char usage_text[] =
     "usage: apcsvc [--config PATH] [--name NAME]\n"
     "       apcsvc run [--config PATH] [--name NAME]\n"
+    "       apcsvc install [--config PATH] [--name NAME]\n"
+    "       apcsvc uninstall [--name NAME]\n"
     "       apcsvc --help | --version\n"
     "\n"
     "Without a command apcsvc runs as a Windows service; the service control manager starts\n"
@@ -41,6 +47,11 @@ static const char usage_text[] =
     "\n"
     "commands:\n"
     "  run              run the scheduler in this console; Ctrl+C stops it cleanly\n"
+    "  install          register this program as the service NAME (default apcsvc): quoted\n"
+    "                   path, automatic (delayed) start, restart on failure, event source;\n"
+    "                   an existing service is updated in place (needs an elevated prompt)\n"
+    "  uninstall        stop the service NAME, delete it and remove the event source;\n"
+    "                   history, configuration and logs are kept\n"
     "\n"
     "options:\n"
     "  --config PATH    configuration file (default %ProgramData%\\ApcSched\\apcsvc.json)\n"
@@ -52,9 +63,15 @@ static const char usage_text[] =
     "\n"
     "exit codes: 0 stopped cleanly, 1 failure, 2 bad command line or configuration,\n"
     "            3 data or log folder unusable, 4 the engine could not start,\n"
-    "            5 not started by the service control manager, 6 already running\n";
+    "            5 not started by the service control manager, 6 already running,\n"
+    "            7 install/uninstall: access denied (not elevated),\n"
+    "            8 uninstall: no such service\n";
+
+/* The first argument selects what the program does; none means service mode. */
+enum { CMD_SERVICE, CMD_RUN, CMD_INSTALL, CMD_UNINSTALL };
 
 typedef struct args {
+    int command; /* CMD_* */
     int console;
     int help;
     int version;
@@ -69,7 +86,14 @@ static int parse_args(int argc, char **argv, args_t *a)
 
     memset(a, 0, sizeof *a);
     if (argc > 1 && strcmp(argv[1], "run") == 0) {
+        a->command = CMD_RUN;
         a->console = 1;
+        i = 2;
+    } else if (argc > 1 && strcmp(argv[1], "install") == 0) {
+        a->command = CMD_INSTALL;
+        i = 2;
+    } else if (argc > 1 && strcmp(argv[1], "uninstall") == 0) {
+        a->command = CMD_UNINSTALL;
         i = 2;
     }
     for (; i < argc; i++) {
@@ -121,7 +145,96 @@ static int parse_args(int argc, char **argv, args_t *a)
                       a->name);
         return APC_SVC_EXIT_CONFIG;
     }
+    if (a->command == CMD_UNINSTALL && a->config != NULL) {
+        (void)fprintf(stderr, "apcsvc: uninstall takes no --config (it keeps the "
+                              "configuration)\nTry 'apcsvc --help'.\n");
+        return APC_SVC_EXIT_CONFIG;
+    }
     return 0;
+}
+
+/*
+ * `apcsvc install`: checks the configuration first (an invalid one is refused: the service
+ * could not start), takes the preshutdown timeout from its shutdown_grace, then registers.
+ * A configuration that does not exist yet is only a warning: an operator may install first
+ * and write the file before `sc start`.
+ */
+static int cmd_install(const args_t *a, const char *config)
+{
+    apc_install_opts_t o;
+    apc_config_t *cfg = NULL;
+    apc_diags_t diags;
+    apc_buf_t text;
+    char err[1024];
+    int warnings = 0;
+    int code = APC_SVC_EXIT_OK;
+    int rc;
+
+    memset(&o, 0, sizeof o);
+    memset(&diags, 0, sizeof diags);
+    memset(&text, 0, sizeof text);
+    o.name = a->name;
+    o.config_path = config;
+    o.out = stdout;
+
+    rc = apc_config_load(config, &cfg, &diags);
+    if (rc == 0) {
+        int64_t ms = cfg->service.shutdown_grace_ms + (int64_t)APC_SVC_STOP_MARGIN_MS;
+        o.preshutdown_ms = ms > 0 && ms < (int64_t)0xFFFFFFF0 ? (DWORD)ms : 0;
+    } else if (rc == APC_ENOTFOUND) {
+        (void)printf("apcsvc: warning: %s does not exist yet; write it before starting the "
+                     "service\n",
+                     config);
+    } else {
+        apc_diags_format(&diags, &text);
+        (void)fprintf(stderr, "%sapcsvc: the configuration is invalid; nothing was installed\n",
+                      text.data != NULL ? text.data : "");
+        code = APC_SVC_EXIT_CONFIG;
+        goto cleanup;
+    }
+
+    rc = apc_install_service(&o, &warnings, err, sizeof err);
+    if (rc != 0) {
+        (void)fprintf(stderr, "apcsvc: install failed: %s\n", err);
+        code = rc == APC_EDENIED ? APC_INSTALL_EXIT_DENIED : APC_SVC_EXIT_FAILED;
+        goto cleanup;
+    }
+    (void)printf("apcsvc: installed%s; start it with: sc start %s\n",
+                 warnings > 0 ? " (with the warnings above)" : "",
+                 a->name != NULL ? a->name : APC_INSTALL_DEFAULT_NAME);
+    if (fflush(stdout) != 0 || ferror(stdout))
+        code = APC_SVC_EXIT_FAILED;
+
+cleanup:
+    apc_buf_free(&text);
+    apc_diags_free(&diags);
+    apc_config_free(cfg);
+    return code;
+}
+
+/* `apcsvc uninstall`: stop, delete, remove the event source; keeps data and config. */
+static int cmd_uninstall(const args_t *a)
+{
+    apc_install_opts_t o;
+    char err[1024];
+    int warnings = 0;
+    int rc;
+
+    memset(&o, 0, sizeof o);
+    o.name = a->name;
+    o.out = stdout;
+    rc = apc_install_remove(&o, &warnings, err, sizeof err);
+    if (rc == APC_ENOTFOUND) {
+        (void)fprintf(stderr, "apcsvc: %s\n", err);
+        return APC_INSTALL_EXIT_NOT_INSTALLED;
+    }
+    if (rc != 0) {
+        (void)fprintf(stderr, "apcsvc: uninstall failed: %s\n", err);
+        return rc == APC_EDENIED ? APC_INSTALL_EXIT_DENIED : APC_SVC_EXIT_FAILED;
+    }
+    (void)printf("apcsvc: uninstalled%s; history, configuration and logs were kept\n",
+                 warnings > 0 ? " (with the warnings above)" : "");
+    return fflush(stdout) != 0 || ferror(stdout) ? APC_SVC_EXIT_FAILED : APC_SVC_EXIT_OK;
 }
 
 /* Writes s to stdout and reports a failed write (a closed pipe, a full disk) as exit 1. */
@@ -177,6 +290,10 @@ int wmain(int argc, wchar_t **wargv)
         goto cleanup;
     }
 
+    if (a.command == CMD_UNINSTALL) {
+        code = cmd_uninstall(&a);
+        goto cleanup;
+    }
     if (a.config != NULL) {
         if (apc_paths_absolute(a.config, &config, err, sizeof err) != 0) {
             (void)fprintf(stderr, "apcsvc: --config: %s\n", err);
@@ -189,6 +306,11 @@ int wmain(int argc, wchar_t **wargv)
         goto cleanup;
     }
 
+    if (a.command == CMD_INSTALL) {
+        code = cmd_install(&a, config);
+        goto cleanup;
+    }
+
     memset(&opts, 0, sizeof opts);
     opts.config_path = config;
     opts.name = a.name;
@@ -196,6 +318,7 @@ int wmain(int argc, wchar_t **wargv)
     opts.engine = &engine_ops;
     opts.out = stderr;
     opts.event_source = APC_SVCLOG_SOURCE;
+    opts.control_pipe = 1;
 
     if (!a.console) {
         code = apc_svc_dispatch(&opts, err, sizeof err);

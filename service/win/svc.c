@@ -17,6 +17,7 @@
 #include <string.h>
 
 #include "apc_config.h"
+#include "pipesrv.h"
 #include "apc_str.h"
 #include "paths.h"
 #include "tz_win.h"
@@ -370,6 +371,7 @@ int apc_svc_run(apc_svc_t *svc)
     apc_svclog_t *early = NULL;
     HANDLE stop_event = NULL;
     apc_engine_t *engine = NULL;
+    apc_pipesrv_t *pipe = NULL;
     apc_engine_opts_t eopts;
     apc_svclog_opts_t lopts;
     char err[1024];
@@ -463,6 +465,32 @@ int apc_svc_run(apc_svc_t *svc)
         engine = NULL;
         goto cleanup;
     }
+    /*
+     * Step 4: the control pipe, once the engine can answer it. If the name is taken, someone
+     * else would receive our operators' requests (a squatter, or a second instance): refuse
+     * to run rather than serve beside it.
+     */
+    if (svc->opts.control_pipe) {
+        apc_pipesrv_opts_t popts;
+
+        memset(&popts, 0, sizeof popts);
+        popts.name = name;
+        popts.engine = engine;
+        popts.post = svc->opts.engine->post;
+        popts.history_path = cfg->service.history;
+        popts.control_allow = (const char *const *)cfg->service.control_allow;
+        popts.log = apc_svclog_engine_sink;
+        popts.log_ctx = svc->log;
+        rc = apc_pipesrv_start(&popts, &pipe, err, sizeof err);
+        if (rc != 0) {
+            start_failed(svc, svc->log, APC_EVENT_START_FAILED, err, "");
+            code = APC_SVC_EXIT_START;
+            goto cleanup;
+        }
+        apc_svclog_write(svc->log, APC_LOG_INFO, "service", "control pipe %s ready",
+                         apc_pipesrv_path(pipe));
+    }
+
     /* Logged before RUNNING, so the log reads in the order things happened. */
     apc_svclog_event(svc->log, APC_LOG_INFO, APC_EVENT_STARTED, "service",
                      "apcsvc %s started as \"%s\" (%s mode): %s, %zu job(s), time zone %s",
@@ -524,6 +552,11 @@ int apc_svc_run(apc_svc_t *svc)
     if (svc->status.dwCurrentState != SERVICE_STOP_PENDING)
         report_locked(svc, SERVICE_STOP_PENDING, 0, svc->wait_hint_stop);
     ReleaseSRWLockExclusive(&svc->lock);
+    /* The pipe thread posts to the engine: it ends first, then the engine is joined. */
+    apc_pipesrv_stop(pipe);
+    (void)apc_pipesrv_join(pipe, INFINITE);
+    apc_pipesrv_free(pipe);
+    pipe = NULL;
     (void)svc->opts.engine->join(engine, INFINITE);
     /* The engine is gone: no handler may use it any more, and late replies run now. */
     AcquireSRWLockExclusive(&svc->lock);
@@ -541,6 +574,11 @@ int apc_svc_run(apc_svc_t *svc)
     }
 
 cleanup:
+    if (pipe != NULL) {
+        apc_pipesrv_stop(pipe);
+        (void)apc_pipesrv_join(pipe, INFINITE);
+        apc_pipesrv_free(pipe);
+    }
     if (engine != NULL) {
         svc->opts.engine->stop(engine);
         (void)svc->opts.engine->join(engine, INFINITE);

@@ -82,6 +82,8 @@ typedef struct apc_svc_opts {
     const apc_svc_engine_ops_t *engine; /* required */
     FILE *out;                          /* console messages and log echo; NULL = none */
     const char *event_source;           /* APC_SVCLOG_SOURCE, or NULL for none */
+    int control_pipe;                   /* 1: serve \\.\pipe\<name> (apcsvc.exe); 0 in tests
+                                           that drive a fake engine */
     /* Test seams, NULL in the product: every status report, and the log's clock/event log. */
     void (*status_hook)(void *ctx, const SERVICE_STATUS *st);
     void *status_hook_ctx;
