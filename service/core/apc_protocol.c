@@ -872,10 +872,9 @@ static int check_run(const char *scope, const apc_proto_run_t *r, char *err, siz
 
 static int check_job_info(const char *scope, const apc_proto_job_info_t *j, char *err, size_t errsz)
 {
+    /* schedule may be NULL: a manual-only job has none (sent as null). */
     int rc = check_job(scope, "name", j->name, err, errsz);
 
-    if (rc == 0 && j->schedule == NULL)
-        rc = apc_seterr(err, errsz, APC_EINVAL, "%s.schedule: missing", scope);
     if (rc == 0)
         rc = check_opt(scope, "paused_until", j->paused_until, 0, APC_PROTO_MAX_INSTANT_MS, err,
                        errsz);
@@ -1268,7 +1267,7 @@ static int read_job(dctx_t *d, const cJSON *o, apc_proto_job_info_t *j)
     if (rc == 0)
         rc = d_str(d, o, "name", REQ, &j->name);
     if (rc == 0)
-        rc = d_str(d, o, "schedule", REQ, &j->schedule);
+        rc = d_str(d, o, "schedule", REQ | NUL_OK, &j->schedule);
     if (rc == 0)
         rc = d_bool(d, o, "enabled", REQ, &j->enabled);
     if (rc == 0)

@@ -980,7 +980,9 @@ static void op_submit(apc_engine_t *e, apc_engine_req_t *req)
     resp.id = id;
     resp.job = j->name;
     resp.due_at = due;
-    resp.wait = in->wait;
+    /* "wait" in the answer says whether run events follow on this connection. This version
+       streams none: a waiting client polls "show" (apcctl run --wait does). */
+    resp.wait = 0;
     if (encode_only(req, &resp) != 0) {
         answer(e, req);
         return;

@@ -496,6 +496,27 @@ static void status_list_submit_ack_and_logs_round_trip(void **state)
                         "\"truncated\":false}");
 }
 
+static void a_manual_job_is_listed_with_a_null_schedule(void **state)
+{
+    apc_proto_response_t r;
+    apc_proto_job_info_t job;
+    (void)state;
+    memset(&job, 0, sizeof job);
+    job.name = "adhoc";
+    job.schedule = NULL; /* no schedule: runs only when submitted */
+    job.enabled = 1;
+    job.paused_until = NONE;
+    job.next_run = NONE;
+    job.last_finished_at = NONE;
+    apc_proto_response_init(&r, APC_RESP_LIST);
+    r.jobs = &job;
+    r.njobs = 1;
+    response_round_trip(&r, APC_OP_LIST,
+                        "{\"v\":1,\"ok\":true,\"jobs\":[{\"name\":\"adhoc\",\"schedule\":null,"
+                        "\"enabled\":true,\"paused\":false,\"paused_until\":null,\"next_run\":null,"
+                        "\"running\":0,\"last_status\":null,\"last_finished_at\":null}]}");
+}
+
 static void history_round_trips_and_fits_the_cap(void **state)
 {
     enum { N = 1000 };
@@ -665,6 +686,7 @@ int main(void)
         cmocka_unit_test(error_response_round_trips_with_symbolic_code),
         cmocka_unit_test(unknown_error_code_from_peer_maps_to_eproto),
         cmocka_unit_test(status_list_submit_ack_and_logs_round_trip),
+        cmocka_unit_test(a_manual_job_is_listed_with_a_null_schedule),
         cmocka_unit_test(history_round_trips_and_fits_the_cap),
         cmocka_unit_test(logs_keep_the_newest_bytes_that_fit),
         cmocka_unit_test(logs_that_fit_exactly_are_not_truncated),
