@@ -141,15 +141,20 @@ static void wait_for_file(const char *path)
 static char *slurp(const char *path, size_t *len)
 {
     wchar_t *w = apc_utf8_to_wide(path);
-    HANDLE h = CreateFileW(w, GENERIC_READ, FILE_SHARE_READ | FILE_SHARE_WRITE, NULL, OPEN_EXISTING,
-                           0, NULL);
+    /* FILE_SHARE_DELETE: the helper renames the pid file into place, and the handle that did
+       the rename may still be open for a moment. */
+    HANDLE h = CreateFileW(w, GENERIC_READ, FILE_SHARE_READ | FILE_SHARE_WRITE | FILE_SHARE_DELETE,
+                           NULL, OPEN_EXISTING, 0, NULL);
+    DWORD e = GetLastError();
     LARGE_INTEGER size;
     DWORD got = 0;
     char *buf = NULL;
 
     free(w);
-    if (h == INVALID_HANDLE_VALUE)
+    if (h == INVALID_HANDLE_VALUE) {
+        SetLastError(e);
         return NULL;
+    }
     if (GetFileSizeEx(h, &size) && (buf = malloc((size_t)size.QuadPart + 1)) != NULL) {
         if (!ReadFile(h, buf, (DWORD)size.QuadPart, &got, NULL))
             got = 0;
@@ -219,6 +224,8 @@ static DWORD read_pid(const char *path)
     size_t len = 0;
     char *s = slurp(path, &len);
     DWORD pid;
+    if (s == NULL)
+        print_error("cannot read %s: error %lu\n", path, (unsigned long)GetLastError());
     assert_non_null(s);
     pid = (DWORD)strtoul(s, NULL, 10);
     free(s);
@@ -773,5 +780,9 @@ int main(void)
         cmocka_unit_test_setup(second_wait_is_refused, setup_test),
         cmocka_unit_test_setup(twenty_runs_leak_no_handles, setup_test),
     };
+    /* APC_TEST_FILTER=name_pattern runs only the matching tests (for chasing a flaky one). */
+    const char *filter = getenv("APC_TEST_FILTER");
+    if (filter != NULL && filter[0] != '\0')
+        cmocka_set_test_filter(filter);
     return cmocka_run_group_tests(tests, setup_group, teardown_group);
 }
