@@ -61,6 +61,15 @@ static void die(const char *what)
     ExitProcess(1);
 }
 
+/* calloc that ends the program when memory runs out. */
+static void *xcalloc(size_t n, size_t size)
+{
+    void *p = calloc(n, size);
+    if (p == NULL)
+        die("out of memory");
+    return p;
+}
+
 /* Wall clock in Unix microseconds (the engine's apc_win_now_ms clock, finer). */
 static double wall_us(void)
 {
@@ -200,12 +209,12 @@ static void eng_hook(void *ctx, int64_t run_id, int worker, DWORD thread_id)
    jobs (JSON array members) given. Exits on failure: a benchmark without its engine is void. */
 static eng_t *eng_start(const char *base, int workers, const char *jobs)
 {
-    eng_t *g = calloc(1, sizeof *g);
+    eng_t *g = xcalloc(1, sizeof *g);
     apc_engine_opts_t o;
     apc_buf_t errors = {0}, text = {0};
     FILE *fp;
 
-    if (g == NULL || make_dir(g->dir, sizeof g->dir, base) != 0)
+    if (make_dir(g->dir, sizeof g->dir, base) != 0)
         die("cannot make the engine's folder");
     snprintf(g->config, sizeof g->config, "%s\\apcsvc.json", g->dir);
     snprintf(g->history, sizeof g->history, "%s\\history.db", g->dir);

@@ -28,6 +28,7 @@ endforeach()
 
 set(num "-?[0-9]+\\.[0-9][0-9][0-9]")
 string(REPLACE "\r" "" all_out "${all_out}")
+string(REPLACE ";" "," all_out "${all_out}") # a CMake list separator, not data
 string(REPLACE "\n" ";" lines "${all_out}")
 set(nresults 0)
 foreach(line IN LISTS lines)
