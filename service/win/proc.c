@@ -415,8 +415,10 @@ static int make_pipe(HANDLE *server, HANDLE *client, char *err, size_t errsz)
     (void)_snwprintf(name, sizeof name / sizeof name[0], L"\\\\.\\pipe\\apcsched-out-%lu-%ld",
                      (unsigned long)GetCurrentProcessId(), (long)id);
     name[sizeof name / sizeof name[0] - 1] = L'\0';
+    /* The zero-valued BYTE flags are spelled out on purpose: they say what the pipe is. */
     *server = CreateNamedPipeW(
         name, PIPE_ACCESS_INBOUND | FILE_FLAG_OVERLAPPED | FILE_FLAG_FIRST_PIPE_INSTANCE,
+        // cppcheck-suppress badBitmaskCheck
         PIPE_TYPE_BYTE | PIPE_READMODE_BYTE | PIPE_WAIT | PIPE_REJECT_REMOTE_CLIENTS, 1, 0,
         PIPE_BUFFER, 0, NULL);
     if (*server == INVALID_HANDLE_VALUE) {
@@ -755,7 +757,7 @@ int apc_proc_wait(apc_proc_t *p, int64_t deadline_ms, const volatile LONG *cance
                   apc_proc_result_t *res, char *err, size_t errsz)
 {
     apc_proc_end_t end = APC_PROC_EXITED;
-    DWORD code = 0, r;
+    DWORD code = 0;
     ULONGLONG drain_end;
     int rc = 0;
 
@@ -783,7 +785,7 @@ int apc_proc_wait(apc_proc_t *p, int64_t deadline_ms, const volatile LONG *cance
             }
             ms = left >= (int64_t)INFINITE ? INFINITE - 1 : (DWORD)left;
         }
-        r = WaitForSingleObjectEx(p->process, ms, TRUE);
+        DWORD r = WaitForSingleObjectEx(p->process, ms, TRUE);
         if (r == WAIT_OBJECT_0)
             break;
         if (r == WAIT_FAILED) {
