@@ -210,6 +210,24 @@ static void a_second_console_instance_with_the_same_name_exits_6(void **state)
     e2e_svc_free(s);
 }
 
+static void the_log_names_the_component_of_each_line_once(void **state)
+{
+    e2e_svc_t *s = *state;
+    char *log;
+
+    e2e_svc_init(s, "log");
+    e2e_svc_config(s, 1, "{\"name\": \"idle\", \"builtin\": \"noop\"}");
+    e2e_svc_start(s);
+    assert_int_equal(e2e_svc_stop(s), 0);
+    log = e2e_lf(e2e_slurp(s->log));
+    assert_non_null(log);
+    /* docs/service.md: "<time> INFO engine: started ...", one component, then the message. */
+    assert_non_null(strstr(log, "Z INFO engine: started: 1 job(s), 1 worker(s), next run id 1\n"));
+    if (strstr(log, "engine: engine: ") != NULL)
+        fail_msg("a log line names its component twice:\n%s", log);
+    free(log);
+}
+
 /* ---- Command jobs ---------------------------------------------------------------------------- */
 
 static void a_timeout_ends_the_child_and_its_grandchild(void **state)
@@ -365,6 +383,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(
             console_mode_fires_every_and_cron_jobs_on_time_and_the_stop_event_exits_0,
             e2e_svc_setup, e2e_svc_teardown),
+        cmocka_unit_test_setup_teardown(the_log_names_the_component_of_each_line_once,
+                                        e2e_svc_setup, e2e_svc_teardown),
         cmocka_unit_test_setup_teardown(a_second_console_instance_with_the_same_name_exits_6,
                                         e2e_svc_setup, e2e_svc_teardown),
         cmocka_unit_test_setup_teardown(a_timeout_ends_the_child_and_its_grandchild, e2e_svc_setup,
