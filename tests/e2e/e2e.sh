@@ -129,7 +129,7 @@ scenario_sc() {
   expect "sc create stores the QUOTED image path" "$(image_path "$svc")" "$want_image"
   start_and_wait_running "$svc"
 
-  out=$(ctl status) || fail "apcctl status" "$out"
+  out=$(ctl status) || fail "apcctl status" "exit $?" "$out"
   expect_re "apcctl status shows the service running" "$out" "^service  $svc: running, pid [0-9]+, version [0-9.]+"
 
   out=$(ctlo run hello --wait)
@@ -229,6 +229,25 @@ apcsvc: removed event source \"ApcSched\""
   rc=$?
   expect "apcsvc uninstall of a service that is gone: exit 8" "$rc|$out" \
     "8|apcsvc: service \"$svc\" is not installed"
+
+  printf '{"jobs": [{"name": "x", "builtin": "noop", "schedule": "61 * * * *"}]}\n' >"$work/data/bad.json"
+  out=$(w "$apcsvc" install --config "$(winpath "$work/data/bad.json")" --name apcbad)
+  rc=$?
+  expect_re "apcsvc install with an invalid config: exit 2, the finding, nothing installed" \
+    "$rc|$out|$(apc_state apcbad)" \
+    '^2\|.*bad\.json:1:[0-9]+: jobs\[0\]\.schedule: .*61.*
+apcsvc: the configuration is invalid; nothing was installed\|NONE$'
+  local later_win
+  later_win=$(winpath "$work/data/later.json")
+  out=$(w "$apcsvc" install --config "$later_win" --name apclater)
+  rc=$?
+  expect "apcsvc install with a config not written yet: a warning, installed" \
+    "$rc|$(head -n 2 <<<"$out")" \
+    "0|apcsvc: warning: $later_win does not exist yet; write it before starting the service
+apcsvc: created service \"apclater\" (ApcSched job scheduler): \"$exe_win\" --config \"$later_win\""
+  out=$(w "$apcsvc" uninstall --name apclater)
+  rc=$?
+  expect "apcsvc uninstall of a stopped service: exit 0" "$rc" "0"
 }
 
 scenario_cmd() {
