@@ -115,14 +115,29 @@ static void reload_done(apc_engine_req_t *req)
 {
     apc_svc_t *svc = req->ctx;
 
-    if (req->result == 0)
+    if (req->result == 0) {
         apc_svclog_event(svc->log, APC_LOG_INFO, APC_EVENT_RELOADED, "service",
                          "configuration reloaded from %s", svc->config_path);
-    else
+    } else {
+        /* The engine's answer is the protocol message; the operator wants its text: the
+           config findings, one per line. */
+        apc_proto_response_t resp;
+        char derr[256];
+        const char *why = "";
+
+        if (req->response.data != NULL &&
+            apc_proto_response_decode(req->response.data, req->response.len, APC_OP_RELOAD, &resp,
+                                      derr, sizeof derr) == 0) {
+            if (resp.error_message != NULL)
+                why = resp.error_message;
+        } else {
+            apc_proto_response_init(&resp, APC_RESP_ERROR);
+        }
         apc_svclog_event(svc->log, APC_LOG_ERROR, APC_EVENT_RELOADED, "service",
                          "reload refused (%s), the previous configuration stays in force: %s",
-                         apc_strerror(req->result),
-                         req->response.data != NULL ? req->response.data : "");
+                         apc_strerror(req->result), why);
+        apc_proto_response_free(&resp);
+    }
     apc_buf_free(&req->response);
     AcquireSRWLockExclusive(&svc->lock);
     svc->reload_busy = 0;
@@ -479,7 +494,7 @@ int apc_svc_run(apc_svc_t *svc)
         popts.post = svc->opts.engine->post;
         popts.history_path = cfg->service.history;
         popts.control_allow = (const char *const *)cfg->service.control_allow;
-        popts.log = apc_svclog_engine_sink;
+        popts.log = apc_svclog_pipe_sink;
         popts.log_ctx = svc->log;
         rc = apc_pipesrv_start(&popts, &pipe, err, sizeof err);
         if (rc != 0) {

@@ -325,7 +325,26 @@ void apc_svclog_event(apc_svclog_t *log, int level, DWORD event_id, const char *
 
 void apc_svclog_engine_sink(void *ctx, int level, const char *msg)
 {
-    apc_svclog_write(ctx, level, "engine", "%s", msg != NULL ? msg : "");
+    const char *m = msg != NULL ? msg : "";
+    char component[17];
+    size_t n = 0;
+
+    /* The engine's messages name their part themselves ("engine: ...", "history: ..."): use
+       that as the component instead of writing it twice. */
+    while (n < sizeof component - 1 && m[n] >= 'a' && m[n] <= 'z')
+        n++;
+    if (n > 0 && m[n] == ':' && m[n + 1] == ' ') {
+        memcpy(component, m, n);
+        component[n] = '\0';
+        apc_svclog_write(ctx, level, component, "%s", m + n + 2);
+    } else {
+        apc_svclog_write(ctx, level, "engine", "%s", m);
+    }
+}
+
+void apc_svclog_pipe_sink(void *ctx, int level, const char *msg)
+{
+    apc_svclog_write(ctx, level, "pipe", "%s", msg != NULL ? msg : "");
 }
 
 uint64_t apc_svclog_lost(apc_svclog_t *log)

@@ -106,10 +106,14 @@ void apc_svclog_event(apc_svclog_t *log, int level, DWORD event_id, const char *
                       const char *fmt, ...) APC_PRINTF(5, 6);
 
 /*
- * The engine's log callback (apc_engine_opts_t.log with log_ctx = the apc_svclog_t *):
- * writes msg with component "engine". Any thread.
+ * The engine's log callback (apc_engine_opts_t.log with log_ctx = the apc_svclog_t *). A
+ * message that begins with its own component ("history: ...", lower-case letters then ": ")
+ * is written under that component; any other under "engine". Any thread.
  */
 void apc_svclog_engine_sink(void *ctx, int level, const char *msg);
+
+/* The same for the control pipe server's messages, written with the component "pipe". */
+void apc_svclog_pipe_sink(void *ctx, int level, const char *msg);
 
 /* Number of lines that could not be written to the file (disk full, ...). Any thread. */
 uint64_t apc_svclog_lost(apc_svclog_t *log);

@@ -100,7 +100,8 @@ static int fake_post(apc_engine_t *e, apc_engine_req_t *req)
     assert_int_equal(req->in.op, APC_OP_RELOAD);
     req->result = F.reload_result;
     if (F.reload_result != 0)
-        apc_buf_puts(&req->response, "jobs[0].schedule: bad");
+        /* Like the real engine: the answer is a protocol error message. */
+        (void)apc_proto_encode_error(F.reload_result, "jobs[0].schedule: bad", &req->response);
     return QueueUserAPC(reply_apc, req->reply_thread, (ULONG_PTR)req) ? 0 : APC_ESYS;
 }
 
