@@ -502,8 +502,6 @@ int apc_svc_run(apc_svc_t *svc)
             code = APC_SVC_EXIT_START;
             goto cleanup;
         }
-        apc_svclog_write(svc->log, APC_LOG_INFO, "service", "control pipe %s ready",
-                         apc_pipesrv_path(pipe));
     }
 
     /* Logged before RUNNING, so the log reads in the order things happened. */
