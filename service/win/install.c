@@ -325,12 +325,13 @@ static int scm_error(char *err, size_t errsz, DWORD code, const char *what)
 int apc_install_service(const apc_install_opts_t *o, int *warnings, char *err, size_t errsz)
 {
     const char *name = o->name != NULL ? o->name : APC_INSTALL_DEFAULT_NAME;
-    const char *display = o->display_name != NULL ? o->display_name : APC_INSTALL_DISPLAY_NAME;
+    const char *display = o->display_name;
     const char *source = o->event_source != NULL ? o->event_source : APC_SVCLOG_SOURCE;
     SC_HANDLE scm = NULL;
     SC_HANDLE svc = NULL;
     char *self = NULL;
     char *bin = NULL;
+    apc_buf_t dbuf;
     wchar_t *wname = NULL;
     wchar_t *wdisplay = NULL;
     wchar_t *wbin = NULL;
@@ -341,6 +342,20 @@ int apc_install_service(const apc_install_opts_t *o, int *warnings, char *err, s
 
     if (warnings != NULL)
         *warnings = 0;
+    memset(&dbuf, 0, sizeof dbuf);
+    /* The SCM refuses a display name that another service has (ERROR_DUPLICATE_SERVICE_NAME),
+       so a second instance installed with --name gets its name in its display name. */
+    if (display == NULL) {
+        if (strcmp(name, APC_INSTALL_DEFAULT_NAME) == 0)
+            apc_buf_puts(&dbuf, APC_INSTALL_DISPLAY_NAME);
+        else
+            apc_buf_printf(&dbuf, "%s (%s)", APC_INSTALL_DISPLAY_NAME, name);
+        if (apc_buf_failed(&dbuf)) {
+            rc = apc_seterr(err, errsz, APC_ENOMEM, "out of memory");
+            goto cleanup;
+        }
+        display = dbuf.data;
+    }
     exe = o->exe_path;
     if (exe == NULL) {
         rc = apc_install_self_path(&self, err, errsz);
@@ -432,6 +447,7 @@ cleanup:
     free(wdisplay);
     free(wname);
     free(bin);
+    apc_buf_free(&dbuf);
     free(self);
     return rc;
 }

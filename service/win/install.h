@@ -61,8 +61,10 @@
 #define APC_INSTALL_EXIT_NOT_INSTALLED 8 /* uninstall: no service of that name */
 
 typedef struct apc_install_opts {
-    const char *name;         /* service name; NULL = APC_INSTALL_DEFAULT_NAME */
-    const char *display_name; /* NULL = APC_INSTALL_DISPLAY_NAME */
+    const char *name; /* service name; NULL = APC_INSTALL_DEFAULT_NAME */
+    /* NULL = APC_INSTALL_DISPLAY_NAME, or "ApcSched job scheduler (NAME)" for a name other
+       than the default: the SCM refuses two services with the same display name. */
+    const char *display_name;
     const char *exe_path;     /* UTF-8, absolute; NULL = this program (GetModuleFileNameW) */
     const char *config_path;  /* UTF-8, absolute; NULL = no --config in the image path */
     const char *event_source; /* NULL = APC_SVCLOG_SOURCE ("ApcSched"); "" = do not touch */

@@ -194,7 +194,7 @@ scenario_install() {
   write_config ""
   out=$(w "$apcsvc" install --config "$cfg_win" --name "$svc")
   rc=$?
-  expect_re "apcsvc install: exit 0, created the service" "$rc|$out" "^0\|apcsvc: created service \"$svc\" \(ApcSched job scheduler\)"
+  expect_re "apcsvc install: exit 0, created the service" "$rc|$out" "^0\|apcsvc: created service \"$svc\" \(ApcSched job scheduler \($svc\)\)"
   expect_re "apcsvc install: warns about what Wine refuses (delayed start)" "$out" \
     'apcsvc: warning: delayed automatic start not set: Invalid level \(error 124\)'
   expect "apcsvc install stores the QUOTED image path with --config" "$(image_path "$svc")" "$want_image"
@@ -244,7 +244,7 @@ apcsvc: the configuration is invalid; nothing was installed\|NONE$'
   expect "apcsvc install with a config not written yet: a warning, installed" \
     "$rc|$(head -n 2 <<<"$out")" \
     "0|apcsvc: warning: $later_win does not exist yet; write it before starting the service
-apcsvc: created service \"apclater\" (ApcSched job scheduler): \"$exe_win\" --config \"$later_win\""
+apcsvc: created service \"apclater\" (ApcSched job scheduler (apclater)): \"$exe_win\" --config \"$later_win\""
   out=$(w "$apcsvc" uninstall --name apclater)
   rc=$?
   expect "apcsvc uninstall of a stopped service: exit 0" "$rc" "0"

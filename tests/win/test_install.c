@@ -198,6 +198,7 @@ static void test_self_path_is_this_executable(void **state)
 
 static void test_install_creates_an_auto_start_service_with_the_quoted_path(void **state)
 {
+    char want[160];
     QUERY_SERVICE_CONFIGW *qc;
     char *bin;
     char *display;
@@ -208,7 +209,8 @@ static void test_install_creates_an_auto_start_service_with_the_quoted_path(void
     display = utf8(qc->lpDisplayName);
     assert_string_equal(bin, "\"C:\\Program Files\\ApcSched\\apcsvc.exe\" --config "
                              "\"C:\\ProgramData\\ApcSched\\apcsvc.json\"");
-    assert_string_equal(display, "ApcSched job scheduler");
+    (void)snprintf(want, sizeof want, "ApcSched job scheduler (%s)", name);
+    assert_string_equal(display, want);
     assert_int_equal(qc->dwServiceType, SERVICE_WIN32_OWN_PROCESS);
     assert_int_equal(qc->dwStartType, SERVICE_AUTO_START);
     assert_int_equal(qc->dwErrorControl, SERVICE_ERROR_NORMAL);
