@@ -1,6 +1,6 @@
 /*
  * apc_config.c - loads apcsvc.json into an apc_config_t (see apc_config.h and
- * docs/config.md for the format).
+ * README.md, "Configuration" for the format).
  *
  * How a load goes:
  *   1. cheap checks on the raw bytes: size cap, UTF-16 / NUL / invalid UTF-8

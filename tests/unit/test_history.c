@@ -1174,7 +1174,7 @@ static void v_job_stats_counts_rates_and_the_median_duration(void **state)
     remove_db(path);
 }
 
-/* Every ```sql block of docs/history.md runs against a populated database. */
+/* Every ```sql block of README.md (the history database section) runs against a populated database. */
 static void every_query_in_the_docs_runs(void **state)
 {
     const char *path = fresh("docs");
@@ -1188,7 +1188,7 @@ static void every_query_in_the_docs_runs(void **state)
     (void)state;
     /* The repository root is APC_TEST_DATA_DIR without its "tests/data" (which may not exist). */
     apc_buf_append(&doc, APC_TEST_DATA_DIR, strlen(APC_TEST_DATA_DIR) - strlen("tests/data"));
-    apc_buf_puts(&doc, "docs/history.md");
+    apc_buf_puts(&doc, "README.md");
     f = fopen(doc.data, "rb");
     if (f == NULL)
         print_error("cannot open %s\n", doc.data);

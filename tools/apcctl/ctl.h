@@ -20,7 +20,7 @@
 
 #include "apc_str.h"
 
-/* Exit codes (documented in `apcctl --help` and docs/apcctl.md). */
+/* Exit codes (documented in `apcctl --help` and README.md, "apcctl"). */
 #define CTL_EXIT_OK 0
 #define CTL_EXIT_ERROR 1       /* the service answered with an error; invalid config */
 #define CTL_EXIT_USAGE 2       /* bad command line */
