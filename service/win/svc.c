@@ -489,7 +489,9 @@ int apc_svc_run(apc_svc_t *svc)
         apc_pipesrv_opts_t popts;
 
         memset(&popts, 0, sizeof popts);
-        popts.name = cfg->service.name; /* README.md, "Running apcsvc.exe": the pipe is named by the config */
+        popts.name =
+            cfg->service
+                .name; /* README.md, "Running apcsvc.exe": the pipe is named by the config */
         popts.engine = engine;
         popts.post = svc->opts.engine->post;
         popts.history_path = cfg->service.history;
