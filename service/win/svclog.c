@@ -325,20 +325,23 @@ void apc_svclog_event(apc_svclog_t *log, int level, DWORD event_id, const char *
 
 void apc_svclog_engine_sink(void *ctx, int level, const char *msg)
 {
-    const char *m = msg != NULL ? msg : "";
     char component[17];
     size_t n = 0;
 
+    if (msg == NULL) {
+        apc_svclog_write(ctx, level, "engine", "%s", "");
+        return;
+    }
     /* The engine's messages name their part themselves ("engine: ...", "history: ..."): use
        that as the component instead of writing it twice. */
-    while (n < sizeof component - 1 && m[n] >= 'a' && m[n] <= 'z')
+    while (n < sizeof component - 1 && msg[n] >= 'a' && msg[n] <= 'z')
         n++;
-    if (n > 0 && m[n] == ':' && m[n + 1] == ' ') {
-        memcpy(component, m, n);
+    if (n > 0 && msg[n] == ':' && msg[n + 1] == ' ') {
+        memcpy(component, msg, n);
         component[n] = '\0';
-        apc_svclog_write(ctx, level, component, "%s", m + n + 2);
+        apc_svclog_write(ctx, level, component, "%s", msg + n + 2);
     } else {
-        apc_svclog_write(ctx, level, "engine", "%s", m);
+        apc_svclog_write(ctx, level, "engine", "%s", msg);
     }
 }
 
