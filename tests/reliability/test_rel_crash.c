@@ -7,8 +7,9 @@
  * no-op job and a 300 ms sleep job), while scheduled jobs fire every second (a builtin no-op,
  * a 6-field cron job that sleeps 1.5 s, and a real child process every 2 s). At random
  * moments the service is ended with TerminateProcess (no cleanup at all: what a crash, a
- * `taskkill /f` or a power cut leaves behind) and started again. About one kill in six lands
- * during start-up itself (before the control pipe exists: in the middle of recovery).
+ * `taskkill /f` or a power cut leaves behind) and started again. Every fifth kill lands
+ * during start-up itself, 0-600 ms after the process started (before the control pipe
+ * exists: possibly in the middle of recovery).
  *
  * What is proved, after every kill point and at the end:
  *   - PRAGMA integrity_check of the file the crash left is "ok";
@@ -145,6 +146,7 @@ static void every_acknowledged_submit_survives_hard_kills_exactly_once(void **st
     long kills = rel_param("APC_REL_KILLS", 5);
     long nclients = rel_param("APC_REL_CLIENTS", 3);
     unsigned seed = (unsigned)rel_param("APC_REL_SEED", (long)(GetTickCount() | 1u));
+    const unsigned seed0 = seed; /* printed, so that a failure can be replayed */
     volatile LONG stop = 0;
     client_t *clients = calloc((size_t)nclients, sizeof *clients);
     HANDLE *threads = calloc((size_t)nclients, sizeof *threads);
@@ -160,7 +162,8 @@ static void every_acknowledged_submit_survives_hard_kills_exactly_once(void **st
 
     assert_non_null(clients);
     assert_non_null(threads);
-    print_message("crash campaign: %ld kill points, %ld clients, seed %u\n", kills, nclients, seed);
+    print_message("crash campaign: %ld kill points, %ld clients, seed %u\n", kills, nclients,
+                  seed0);
 
     e2e_svc_init(s, "crash");
     (void)snprintf(
@@ -186,8 +189,9 @@ static void every_acknowledged_submit_survives_hard_kills_exactly_once(void **st
 
     for (k = 0; k < kills; k++) {
         DWORD delay;
-        if (k > 0 && rel_rand(&seed) % 6 == 0) {
-            /* Kill during start-up: the process runs, the pipe does not exist yet. */
+        if (k % 5 == 4) {
+            /* Every fifth kill point is during start-up: the process runs, the pipe does not
+               exist yet (recovery may be half done). */
             e2e_proc_start(&s->proc, E2E_APCSVC, args);
             delay = rel_rand(&seed) % 600;
             startup_kills++;
@@ -288,7 +292,7 @@ static void every_acknowledged_submit_survives_hard_kills_exactly_once(void **st
                "acknowledged=%zu in_doubt=%ld refused=%ld rows=%lld manual_rows=%lld "
                "scheduled_rows=%lld in_flight_at_kills=%lld interrupted=%lld "
                "acknowledged_lost=%lld unacknowledged_committed=%lld integrity=%s seconds=%lu",
-               kills, startup_kills, nclients, seed, sent, nall, in_doubt, refused,
+               kills, startup_kills, nclients, seed0, sent, nall, in_doubt, refused,
                (long long)total, (long long)manual, (long long)scheduled,
                (long long)inflight_at_kills, (long long)interrupted, (long long)acked_lost,
                (long long)(manual - (int64_t)nall), integrity,

@@ -137,6 +137,7 @@ static void random_garbage_gets_an_error_or_a_hangup_never_a_success(void **stat
     group_t *g = *state;
     long count = rel_param("APC_REL_GARBAGE", 200), i;
     unsigned seed = (unsigned)rel_param("APC_REL_SEED", (long)(GetTickCount() | 1u));
+    const unsigned seed0 = seed; /* printed, so that a failure can be replayed */
     static const char jsonish[] = "{}[]\":,. 0123456789-+eEvoptrufalsnil\\u\x01\xff\xc3\xa9";
     long errors = 0, hangups = 0, by_code[APC_ELAST_ - APC_EFIRST_ + 1];
     unsigned char *msg = malloc(4096);
@@ -158,7 +159,7 @@ static void random_garbage_gets_an_error_or_a_hangup_never_a_success(void **stat
             memcpy(msg, "{\"v\":1,\"op\":", 12);
         o = send_one(g, msg, len, &code, NULL, 0);
         if (o == GOT_SUCCESS || o == GOT_NOTHING)
-            fail_msg("garbage message %ld (seed %u, %lu bytes): outcome %d", i, seed,
+            fail_msg("garbage message %ld (seed %u, %lu bytes): outcome %d", i, seed0,
                      (unsigned long)len, (int)o);
         if (o == GOT_ERROR) {
             errors++;
@@ -172,7 +173,7 @@ static void random_garbage_gets_an_error_or_a_hangup_never_a_success(void **stat
                "messages=%ld errors=%ld (EPROTO=%ld EINVAL=%ld ETOOBIG=%ld) hangups=%ld "
                "successes=0 crashes=0 seed=%u seconds=%lu",
                count, errors, by_code[APC_EPROTO - APC_EFIRST_], by_code[APC_EINVAL - APC_EFIRST_],
-               by_code[APC_ETOOBIG - APC_EFIRST_], hangups, seed,
+               by_code[APC_ETOOBIG - APC_EFIRST_], hangups, seed0,
                (unsigned long)((GetTickCount() - t0) / 1000));
     assert_int_equal(errors + hangups, count);
     free(msg);
