@@ -74,11 +74,11 @@ echo install.cmd: copied apcsvc.exe, apcctl.exe to %BIN%
 if exist "%DATA%" goto :data_exists
 mkdir "%DATA%"
 if not exist "%DATA%" goto :copy_failed
-rem The same protected DACL the service gives the folders it creates (README.md, "Running apcsvc.exe"):
+rem The same protected DACL the service gives the folders it creates (README.md (section Running apcsvc.exe)):
 rem SYSTEM and Administrators full control, Users read and execute, nothing from ProgramData
 rem (where Users may create files). An existing folder keeps the DACL its owner chose.
 icacls "%DATA%" /inheritance:r /grant:r *S-1-5-18:(OI)(CI)F *S-1-5-32-544:(OI)(CI)F *S-1-5-32-545:(OI)(CI)RX >nul 2>&1
-if errorlevel 1 call :warn "could not set the DACL of %DATA% with icacls; set it by hand (README.md, "Install on Windows")"
+if errorlevel 1 call :warn "could not set the DACL of %DATA% with icacls; set it by hand (README.md (section Install on Windows))"
 :data_exists
 call :copy apcsvc.schema.json "%DATA%\apcsvc.schema.json"
 if errorlevel 1 goto :copy_failed

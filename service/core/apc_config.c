@@ -1,6 +1,6 @@
 /*
  * apc_config.c - loads apcsvc.json into an apc_config_t (see apc_config.h and
- * README.md, "Configuration" for the format).
+ * README.md (section Configuration) for the format).
  *
  * How a load goes:
  *   1. cheap checks on the raw bytes: size cap, UTF-16 / NUL / invalid UTF-8

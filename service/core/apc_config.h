@@ -13,7 +13,7 @@
  * APC_JOB_CONFIG_MAX_SIZE) so that 100,000 jobs load in well under a second
  * and stay small in memory.
  *
- * The format is documented in README.md, "Configuration" and config/apcsvc.schema.json.
+ * The format is documented in README.md (section Configuration) and config/apcsvc.schema.json.
  *
  * Thread safety: parsing and loading keep no global state of our own and may
  * run on any thread, but cJSON records the last syntax error in a static
@@ -35,7 +35,7 @@
 #include "apc_str.h"
 #include "apc_tz.h"
 
-/* Limits, documented in README.md, "Configuration". */
+/* Limits, documented in README.md (section Configuration). */
 #define APC_CONFIG_MAX_BYTES (32u * 1024u * 1024u) /* larger files are refused */
 #define APC_CONFIG_MAX_JOBS 250000u                /* the scale target is 100,000 */
 #define APC_CONFIG_MAX_ZONES 256u                  /* distinct "timezone" values */
@@ -242,7 +242,7 @@ void apc_config_free(apc_config_t *cfg);
 /*
  * Heap bytes held by cfg (total), and how many of them are the characters
  * and terminators of its strings (strings); total - strings is the per-job
- * overhead budgeted in README.md, "Configuration" (records, pointer arrays, the index).
+ * overhead budgeted in README.md (section Configuration) (records, pointer arrays, the index).
  */
 void apc_config_memory(const apc_config_t *cfg, size_t *total, size_t *strings);
 

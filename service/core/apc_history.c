@@ -1,6 +1,6 @@
 /*
  * apc_history.c - the SQLite run history (see apc_history.h for the contract
- * and README.md, "The run history database" for the schema as users see it).
+ * and README.md (section The run history database) for the schema as users see it).
  *
  * How it is built:
  * - One connection per handle, opened with sqlite3_open_v2. The writer runs in

@@ -11,7 +11,7 @@
  * open their own read-only connection; WAL lets them read while the writer
  * holds a transaction open.
  *
- * The run state machine the rows follow (see README.md, "The run history database"):
+ * The run state machine the rows follow (see README.md (section The run history database)):
  *
  *     queued ──start──▶ running ──finish──▶ succeeded | failed | timed_out | cancelled
  *       │

@@ -1,6 +1,6 @@
 /*
  * apc_schedule.c - cron and macro schedules: parsing, next fire time, and the
- * DST lint (see apc_schedule.h and README.md, "Schedules").
+ * DST lint (see apc_schedule.h and README.md (section Schedules)).
  *
  * Why this way:
  *  - A cron expression is stored as bitsets, one per field. next() works on

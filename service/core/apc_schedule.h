@@ -9,7 +9,7 @@
  * so its cost does not depend on how far away the next fire time is. Local
  * time comes only through apc_tz_t.
  *
- * DST rule (see README.md, "Schedules"): a local fire time inside a spring-forward
+ * DST rule (see README.md (section Schedules)): a local fire time inside a spring-forward
  * gap fires once, at the first valid instant after the gap (02:30 on
  * 2026-03-08 in New York runs at 03:00 EDT = 07:00Z); in a repeated fall-back
  * hour each local wall-clock time fires once, at its first occurrence.
@@ -69,7 +69,7 @@ typedef struct apc_schedule {
  *   minute field "61" is out of range 0-59          (APC_ERANGE)
  *   expected 5 or 6 fields, got 4                   (APC_ESYNTAX)
  *   schedule "0 0 30 2 *" can never fire            (APC_ENEVER)
- * The full list is in README.md, "Schedules" and is tested verbatim.
+ * The full list is in README.md (section Schedules) and is tested verbatim.
  */
 int apc_schedule_parse(const char *expr, apc_schedule_t *out, char *err, size_t errsz);
 

@@ -3,7 +3,7 @@
  *
  * Why from the executable as well as from installer/install.cmd: sc.exe has no verb for the
  * preshutdown timeout, and an administrator who copies apcsvc.exe by hand wants one command
- * that sets everything. Both paths set the same values; README.md, "Install on Windows" lists them.
+ * that sets everything. Both paths set the same values; README.md (section Install on Windows) lists them.
  *
  * Install, step by step (each step one line on opts->out):
  *

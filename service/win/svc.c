@@ -491,7 +491,7 @@ int apc_svc_run(apc_svc_t *svc)
         memset(&popts, 0, sizeof popts);
         popts.name =
             cfg->service
-                .name; /* README.md, "Running apcsvc.exe": the pipe is named by the config */
+                .name; /* README.md (section Running apcsvc.exe): the pipe is named by the config */
         popts.engine = engine;
         popts.post = svc->opts.engine->post;
         popts.history_path = cfg->service.history;

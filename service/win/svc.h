@@ -46,7 +46,7 @@
 
 /*
  * Exit codes of apcsvc.exe, which are also the service-specific exit codes reported with
- * ERROR_SERVICE_SPECIFIC_ERROR when the service stops because of a failure (README.md, "Running apcsvc.exe").
+ * ERROR_SERVICE_SPECIFIC_ERROR when the service stops because of a failure (README.md (section Running apcsvc.exe)).
  */
 #define APC_SVC_EXIT_OK 0          /* stopped cleanly on request */
 #define APC_SVC_EXIT_FAILED 1      /* unexpected failure, or the engine ended by itself */

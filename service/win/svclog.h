@@ -46,7 +46,7 @@
 #define APC_SVCLOG_DEFAULT_KEEP 5
 #define APC_SVCLOG_MAX_KEEP 99
 
-/* Event IDs written to the event log (documented in README.md, "Running apcsvc.exe"). */
+/* Event IDs written to the event log (documented in README.md (section Running apcsvc.exe)). */
 #define APC_EVENT_STARTED 1      /* information: the service is running */
 #define APC_EVENT_STOPPED 2      /* information: the service stopped cleanly */
 #define APC_EVENT_CONFIG_ERROR 3 /* error: the configuration was rejected (all findings) */

@@ -2,7 +2,7 @@
  * test_apcctl_svc.c - the REAL apcctl.exe against a REAL `apcsvc.exe run --config <temp>`:
  * both are child processes, apcctl talks to the service over its real control pipe, and the
  * service writes a real SQLite file that the test reads back read-only. Each test checks what
- * README.md, "apcctl" promises an operator: the exact output, the exit code, and the row in the
+ * README.md (section apcctl) promises an operator: the exact output, the exit code, and the row in the
  * history database.
  *
  * Every test gets its own service instance (a unique name, so a unique pipe and stop event,

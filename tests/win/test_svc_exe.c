@@ -1,6 +1,6 @@
 /*
  * test_svc_exe.c - the REAL apcsvc.exe, started as a child process (CreateProcessW, output
- * captured to files, the full exit code from GetExitCodeProcess), as README.md, "Running apcsvc.exe" and
+ * captured to files, the full exit code from GetExitCodeProcess), as README.md (section Running apcsvc.exe) and
  * docs/engine.md promise it to an operator:
  *
  *   - the command line: --help, --version, an unknown argument, a broken or missing config;
@@ -221,7 +221,7 @@ static void the_log_names_the_component_of_each_line_once(void **state)
     assert_int_equal(e2e_svc_stop(s), 0);
     log = e2e_lf(e2e_slurp(s->log));
     assert_non_null(log);
-    /* README.md, "Running apcsvc.exe": "<time> INFO engine: started ...", one component, then the message. */
+    /* README.md (section Running apcsvc.exe): "<time> INFO engine: started ...", one component, then the message. */
     assert_non_null(strstr(log, "Z INFO engine: started: 1 job(s), 1 worker(s), next run id 1\n"));
     if (strstr(log, "engine: engine: ") != NULL)
         fail_msg("a log line names its component twice:\n%s", log);

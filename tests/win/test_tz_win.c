@@ -2,7 +2,7 @@
  * test_tz_win.c - the Windows local zone agrees with SystemTimeToTzSpecificLocalTime at a
  * January and a July instant, and refuses instants SYSTEMTIME cannot hold.
  *
- * Under Wine the zone is the Linux host's (see README.md, "Running apcsvc.exe" for what TZ does there).
+ * Under Wine the zone is the Linux host's (see README.md (section Running apcsvc.exe) for what TZ does there).
  */
 #include <setjmp.h>
 #include <stdarg.h>

@@ -20,7 +20,7 @@
 
 #include "apc_str.h"
 
-/* Exit codes (documented in `apcctl --help` and README.md, "apcctl"). */
+/* Exit codes (documented in `apcctl --help` and README.md (section apcctl)). */
 #define CTL_EXIT_OK 0
 #define CTL_EXIT_ERROR 1       /* the service answered with an error; invalid config */
 #define CTL_EXIT_USAGE 2       /* bad command line */
