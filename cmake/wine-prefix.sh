@@ -32,8 +32,13 @@ setup)
     timeout 60 wineserver -w
     touch "$prefix/.apc-ready"
     if [[ -n "$template" ]]; then
-      rm -rf "$template"
-      cp -a "$prefix" "$template"
+      # Publish the template atomically: copy aside, then rename into place. Several test
+      # runs may race here; the first rename wins and the others keep their copy to themselves.
+      [[ -f "$template/.apc-ready" ]] || rm -rf "$template"
+      tmp="$template.tmp.$$"
+      rm -rf "$tmp"
+      cp -a "$prefix" "$tmp"
+      mv -T "$tmp" "$template" 2>/dev/null || rm -rf "$tmp"
     fi
   fi
   wineserver -p </dev/null >/dev/null 2>&1
