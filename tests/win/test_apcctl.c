@@ -4,11 +4,11 @@
  * exact output and exit code are checked.
  *
  * Covered here: help and usage errors for every command, the offline commands (validate with
- * exact diagnostics, next with exact timestamps), "service not running" (exit 3), reading the
- * history database directly when the service is down, a stdout write error, and the pipe
- * client against a scripted pipe server on a test thread (the exact request apcctl sends, how
- * it renders answers, errors, oversized messages, and `run --wait` with its exit code taken
- * from the streamed "finished" event). Tests against a real `apcsvc.exe run` are in
+ * exact diagnostics, next with exact timestamps, and both with --json), "service not running"
+ * (exit 3), reading the history database directly when the service is down, a stdout write
+ * error, and the pipe client against a scripted pipe server on a test thread (the exact
+ * request apcctl sends, how it renders answers, errors, oversized messages, and `run --wait`
+ * with its exit code taken from the streamed "finished" event). Tests against a real `apcsvc.exe run` are in
  * test_apcctl_svc.c once the service's console mode exists.
  *
  * Threads: the test thread, plus one scripted pipe-server thread per pipe test.
@@ -444,6 +444,148 @@ static void next_count_out_of_range_exits_2(void **state)
     assert_int_equal(r.code, 2);
     assert_string_equal(first_line(r.err),
                         "apcctl: next: --count: \"0\" is not a number from 1 to 1000");
+    result_free(&r);
+}
+
+/* ---- Offline --json: validate and next ---------------------------------------------------- */
+
+static void validate_json_valid_config_prints_ok_and_exits_0(void **state)
+{
+    result_t r = run_ctl("validate " DATA "/good.json --json");
+    (void)state;
+    assert_int_equal(r.code, 0);
+    assert_string_equal(r.out, "{\"ok\":true,\"file\":\"" DATA "/good.json\",\"errors\":0,"
+                               "\"warnings\":0,\"diagnostics\":[]}\n");
+    assert_string_equal(r.err, "");
+    result_free(&r);
+}
+
+static void validate_json_invalid_config_prints_every_error_and_exits_1(void **state)
+{
+    result_t r = run_ctl("validate " DATA "/bad.json --json");
+    (void)state;
+    assert_int_equal(r.code, 1);
+    assert_string_equal(r.out,
+                        "{\"ok\":false,\"file\":\"" DATA "/bad.json\",\"errors\":2,\"warnings\":0,"
+                        "\"diagnostics\":["
+                        "{\"severity\":\"error\",\"file\":\"" DATA "/bad.json\",\"line\":4,"
+                        "\"col\":18,\"path\":\"jobs[0].schedule\","
+                        "\"message\":\"minute field \\\"61\\\" is out of range 0-59\"},"
+                        "{\"severity\":\"error\",\"file\":\"" DATA "/bad.json\",\"line\":5,"
+                        "\"col\":49,\"path\":\"jobs[1].retries\","
+                        "\"message\":\"expected an integer 0-100, got 101\"}]}\n");
+    assert_string_equal(r.err, "");
+    result_free(&r);
+}
+
+/*
+ * escape.json has the schedule 5\" (the message quotes it) and a key x\y"z (the path quotes
+ * it): every quote and backslash must come out escaped. The expected text was derived with
+ * an independent JSON encoder (Python's json.dumps), not from apcctl's output.
+ */
+static void validate_json_escapes_quotes_and_backslashes(void **state)
+{
+    result_t r = run_ctl("validate " DATA "/escape.json --json");
+    (void)state;
+    assert_int_equal(r.code, 1);
+    assert_string_equal(r.out,
+                        "{\"ok\":false,\"file\":\"" DATA "/escape.json\",\"errors\":2,"
+                        "\"warnings\":0,\"diagnostics\":["
+                        "{\"severity\":\"error\",\"file\":\"" DATA "/escape.json\",\"line\":3,"
+                        "\"col\":50,\"path\":\"jobs[0].schedule\","
+                        /* minute field "5\"" has unexpected "\"" */
+                        "\"message\":\"minute field \\\"5\\\\\\\"\\\" has unexpected "
+                        "\\\"\\\\\\\"\\\"\"},"
+                        "{\"severity\":\"error\",\"file\":\"" DATA "/escape.json\",\"line\":3,"
+                        "\"col\":67,"
+                        /* jobs[0]["x\\y\"z"] */
+                        "\"path\":\"jobs[0][\\\"x\\\\\\\\y\\\\\\\"z\\\"]\","
+                        "\"message\":\"unknown key\"}]}\n");
+    result_free(&r);
+}
+
+static void validate_json_syntax_error_has_a_null_path(void **state)
+{
+    result_t r = run_ctl("validate " DATA "/syntax.json --json");
+    (void)state;
+    assert_int_equal(r.code, 1);
+    assert_string_equal(r.out, "{\"ok\":false,\"file\":\"" DATA "/syntax.json\",\"errors\":1,"
+                               "\"warnings\":0,\"diagnostics\":["
+                               "{\"severity\":\"error\",\"file\":\"" DATA "/syntax.json\","
+                               "\"line\":3,\"col\":18,\"path\":null,"
+                               "\"message\":\"syntax error near \\\"}\\\" (a comma before a "
+                               "closing bracket is not allowed in JSON)\"}]}\n");
+    result_free(&r);
+}
+
+static void validate_json_missing_file_has_no_position(void **state)
+{
+    static const char head[] = "{\"ok\":false,\"file\":\"" DATA "/missing.json\",\"errors\":1,"
+                               "\"warnings\":0,\"diagnostics\":["
+                               "{\"severity\":\"error\",\"file\":\"" DATA "/missing.json\","
+                               "\"line\":null,\"col\":null,\"path\":null,"
+                               "\"message\":\"cannot open: ";
+    static const char tail[] = "\"}]}\n";
+    result_t r = run_ctl("validate " DATA "/missing.json --json");
+    size_t n;
+    (void)state;
+    assert_int_equal(r.code, 1);
+    /* The system's text for "file not found" sits between head and tail. */
+    n = strlen(r.out);
+    assert_true(n > strlen(head) + strlen(tail));
+    assert_memory_equal(r.out, head, strlen(head));
+    assert_string_equal(r.out + n - strlen(tail), tail);
+    assert_ptr_equal(strchr(r.out, '\n'), r.out + n - 1); /* one line */
+    result_free(&r);
+}
+
+static void next_json_prints_exact_utc_times_and_milliseconds(void **state)
+{
+    result_t r =
+        run_ctl("next \"30 2 * * 1-5\" --from 2026-03-06T00:00:00Z --count 3 --utc --json");
+    (void)state;
+    assert_int_equal(r.code, 0);
+    /* 1772764200000 = 2026-03-06T02:30:00Z: 20,518 days and 2.5 hours after the epoch. */
+    assert_string_equal(r.out, "{\"schedule\":\"30 2 * * 1-5\",\"zone\":\"UTC\",\"times\":["
+                               "{\"at\":\"2026-03-06T02:30:00Z\",\"ms\":1772764200000},"
+                               "{\"at\":\"2026-03-09T02:30:00Z\",\"ms\":1773023400000},"
+                               "{\"at\":\"2026-03-10T02:30:00Z\",\"ms\":1773109800000}]}\n");
+    assert_string_equal(r.err, "");
+    result_free(&r);
+}
+
+static void next_json_without_utc_names_the_local_zone(void **state)
+{
+    static const char head[] = "{\"schedule\":\"@daily\",\"zone\":\"local\",\"times\":[{\"at\":\"";
+    result_t r = run_ctl("next @daily --from 2026-01-01T00:00:00Z --count 1 --json");
+    (void)state;
+    assert_int_equal(r.code, 0);
+    /* The time itself depends on the machine's zone; the zone name does not. */
+    assert_memory_equal(r.out, head, strlen(head));
+    result_free(&r);
+}
+
+static void next_json_of_a_past_at_prints_no_times(void **state)
+{
+    result_t r =
+        run_ctl("next \"@at 2020-01-01T00:00:00Z\" --from 2026-01-01T00:00:00Z --utc --json");
+    (void)state;
+    assert_int_equal(r.code, 0);
+    assert_string_equal(
+        r.out, "{\"schedule\":\"@at 2020-01-01T00:00:00Z\",\"zone\":\"UTC\",\"times\":[]}\n");
+    assert_string_equal(r.err, "apcctl: next: schedule \"@at 2020-01-01T00:00:00Z\" has no fire "
+                               "time after the start\n");
+    result_free(&r);
+}
+
+static void next_json_bad_expression_prints_no_json_and_exits_1(void **state)
+{
+    result_t r = run_ctl("next \"61 * * * *\" --json");
+    (void)state;
+    assert_int_equal(r.code, 1);
+    assert_string_equal(r.out, "");
+    assert_string_equal(r.err, "apcctl: next: schedule \"61 * * * *\": minute field \"61\" is out "
+                               "of range 0-59\n");
     result_free(&r);
 }
 
@@ -970,6 +1112,15 @@ int main(void)
         cmocka_unit_test(next_of_a_past_at_prints_nothing),
         cmocka_unit_test(next_bad_expression_exits_1_with_the_reason),
         cmocka_unit_test(next_count_out_of_range_exits_2),
+        cmocka_unit_test(validate_json_valid_config_prints_ok_and_exits_0),
+        cmocka_unit_test(validate_json_invalid_config_prints_every_error_and_exits_1),
+        cmocka_unit_test(validate_json_escapes_quotes_and_backslashes),
+        cmocka_unit_test(validate_json_syntax_error_has_a_null_path),
+        cmocka_unit_test(validate_json_missing_file_has_no_position),
+        cmocka_unit_test(next_json_prints_exact_utc_times_and_milliseconds),
+        cmocka_unit_test(next_json_without_utc_names_the_local_zone),
+        cmocka_unit_test(next_json_of_a_past_at_prints_no_times),
+        cmocka_unit_test(next_json_bad_expression_prints_no_json_and_exits_1),
         cmocka_unit_test(status_without_service_exits_3_not_running),
         cmocka_unit_test(every_service_command_exits_3_without_service),
         cmocka_unit_test_setup_teardown(history_reads_the_database_when_the_service_is_down,

@@ -13,7 +13,8 @@
  *   line), and the database fallback encodes its rows with the same encoder, so scripts
  *   see one shape whichever way the data came.
  * - validate and next are offline: they use the core's config loader and schedule code and
- *   need no service.
+ *   need no service. Their --json shapes are apcctl's own, built with cJSON so every string
+ *   is escaped correctly.
  * - When the service is not running, history/show/logs/list can read the history database
  *   directly (read-only, `--db` or `--config`) and say so.
  *
@@ -29,6 +30,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+
+#include <cjson/cJSON.h>
 
 #include "apc_config.h"
 #include "apc_error.h"
@@ -1375,6 +1378,110 @@ static int cmd_resume(ctx_t *x)
 
 /* ---- validate / next (offline) -------------------------------------------------------------- */
 
+/*
+ * --json for the offline commands is built with cJSON rather than by hand, so every string
+ * (a Windows path full of backslashes, a message quoting the user's text) is escaped by the
+ * same code that parses the config. The service's answers are not involved: these shapes
+ * are apcctl's own and documented in README.md (apcctl validate / apcctl next).
+ */
+
+/* Adds s as a string, or null when s is NULL or "" (no such part). Returns 0 or -1. */
+static int json_add_text_or_null(cJSON *obj, const char *key, const char *s)
+{
+    if (s == NULL || s[0] == '\0')
+        return cJSON_AddNullToObject(obj, key) != NULL ? 0 : -1;
+    return cJSON_AddStringToObject(obj, key, s) != NULL ? 0 : -1;
+}
+
+/* Adds a 1-based position, or null for 0 (the finding has no position). Returns 0 or -1. */
+static int json_add_pos_or_null(cJSON *obj, const char *key, unsigned v)
+{
+    if (v == 0)
+        return cJSON_AddNullToObject(obj, key) != NULL ? 0 : -1;
+    return cJSON_AddNumberToObject(obj, key, (double)v) != NULL ? 0 : -1;
+}
+
+/* Appends one finding to the diagnostics array. Returns 0 or -1 when memory runs out. */
+static int json_add_diag(cJSON *arr, int error, const char *file, unsigned line, unsigned col,
+                         const char *path, const char *message)
+{
+    cJSON *d = cJSON_CreateObject();
+
+    if (d == NULL)
+        return -1;
+    /* Attach first, so the array owns d and frees it with everything else on failure. */
+    if (!cJSON_AddItemToArray(arr, d)) {
+        cJSON_Delete(d);
+        return -1;
+    }
+    if (cJSON_AddStringToObject(d, "severity", error ? "error" : "warning") == NULL ||
+        json_add_text_or_null(d, "file", file) != 0 || json_add_pos_or_null(d, "line", line) != 0 ||
+        json_add_pos_or_null(d, "col", col) != 0 || json_add_text_or_null(d, "path", path) != 0 ||
+        cJSON_AddStringToObject(d, "message", message) == NULL)
+        return -1;
+    return 0;
+}
+
+/* Prints j as one line of compact JSON. Returns 0, or -1 (reported) when memory runs out. */
+static int print_json_line(const cJSON *j)
+{
+    char *text = cJSON_PrintUnformatted(j);
+
+    if (text == NULL) {
+        ctl_errf("out of memory");
+        return -1;
+    }
+    ctl_out(text);
+    ctl_out("\n");
+    cJSON_free(text);
+    return 0;
+}
+
+/*
+ * Prints the outcome of validate as one JSON object:
+ *   {"ok":false,"file":"...","errors":2,"warnings":0,"diagnostics":[{"severity":"error",
+ *    "file":"...","line":4,"col":18,"path":"jobs[0].schedule","message":"..."}]}
+ * rc is the loader's (or linter's) result; when it failed without a finding (out of memory)
+ * its text becomes the one finding, so "ok":false never comes without a reason. Returns 0 or
+ * -1 when memory runs out (reported).
+ */
+static int print_validate_json(const char *path, int ok, int rc, const apc_diags_t *diags)
+{
+    cJSON *root = cJSON_CreateObject();
+    cJSON *arr;
+    size_t i;
+    /* A failure without a finding (out of memory) gets one, so "ok":false has a reason. */
+    int synthesize = !ok && rc != 0 && diags->count == 0;
+    int res = -1, printed = 0;
+
+    if (root == NULL)
+        goto cleanup;
+    if (cJSON_AddBoolToObject(root, "ok", ok ? 1 : 0) == NULL ||
+        cJSON_AddStringToObject(root, "file", path) == NULL ||
+        cJSON_AddNumberToObject(root, "errors", (double)(diags->errors + (synthesize ? 1u : 0u))) ==
+            NULL ||
+        cJSON_AddNumberToObject(root, "warnings", (double)diags->warnings) == NULL)
+        goto cleanup;
+    arr = cJSON_AddArrayToObject(root, "diagnostics");
+    if (arr == NULL)
+        goto cleanup;
+    for (i = 0; i < diags->count; i++) {
+        const apc_diag_t *d = &diags->items[i];
+        if (json_add_diag(arr, d->severity == APC_DIAG_ERROR, d->file, d->line, d->col, d->path,
+                          d->message) != 0)
+            goto cleanup;
+    }
+    if (synthesize && json_add_diag(arr, 1, path, 0, 0, NULL, apc_strerror(rc)) != 0)
+        goto cleanup;
+    res = print_json_line(root);
+    printed = 1; /* print_json_line reports its own failure */
+cleanup:
+    if (!printed)
+        ctl_errf("out of memory");
+    cJSON_Delete(root);
+    return res;
+}
+
 static int cmd_validate(ctx_t *x)
 {
     apc_diags_t diags = {0};
@@ -1397,29 +1504,57 @@ static int cmd_validate(ctx_t *x)
     rc = apc_config_load(path, &cfg, &diags);
     if (rc == 0)
         rc = apc_config_lint(cfg, &x->local, x->now, &diags);
+    code = rc == 0 ? CTL_EXIT_OK : CTL_EXIT_ERROR;
+    if (x->json) {
+        if (diags.failed) {
+            /* An incomplete list must not pass for a clean bill of health. */
+            ctl_errf("out of memory: some findings are missing");
+            code = CTL_EXIT_ERROR;
+        }
+        if (print_validate_json(path, code == CTL_EXIT_OK, rc, &diags) != 0)
+            code = CTL_EXIT_ERROR;
+        goto cleanup;
+    }
     apc_diags_format(&diags, &text);
     if (text.len > 0)
         ctl_outn(text.data, text.len);
     if (rc == 0) {
         ctl_outf("%s: valid (%zu job%s, %zu warning%s)\n", path, cfg->njobs,
                  cfg->njobs == 1 ? "" : "s", diags.warnings, diags.warnings == 1 ? "" : "s");
-        code = CTL_EXIT_OK;
     } else {
         if (diags.count == 0)
             ctl_outf("%s: %s\n", path, apc_strerror(rc));
         ctl_outf("%s: invalid (%zu error%s, %zu warning%s)\n", path, diags.errors,
                  diags.errors == 1 ? "" : "s", diags.warnings, diags.warnings == 1 ? "" : "s");
-        code = CTL_EXIT_ERROR;
     }
     if (apc_buf_failed(&text) || diags.failed) {
         ctl_errf("out of memory: some findings are missing");
         code = CTL_EXIT_ERROR;
     }
+cleanup:
     apc_buf_free(&text);
     apc_diags_free(&diags);
     apc_config_free(cfg);
     free(path);
     return code;
+}
+
+/* Appends {"at":"<ISO-8601>","ms":<Unix ms>} to arr. Returns 0 or -1 when memory runs out. */
+static int json_add_time(cJSON *arr, const char *iso, int64_t ms)
+{
+    cJSON *t = cJSON_CreateObject();
+
+    if (t == NULL)
+        return -1;
+    if (!cJSON_AddItemToArray(arr, t)) {
+        cJSON_Delete(t);
+        return -1;
+    }
+    /* A double holds every millisecond of years 0000-9999 exactly (|ms| < 2^53). */
+    if (cJSON_AddStringToObject(t, "at", iso) == NULL ||
+        cJSON_AddNumberToObject(t, "ms", (double)ms) == NULL)
+        return -1;
+    return 0;
 }
 
 static int cmd_next(ctx_t *x)
@@ -1429,6 +1564,8 @@ static int cmd_next(ctx_t *x)
     int64_t t = x->now, count = 5, i;
     int32_t off = 0;
     const apc_tz_t *tz;
+    cJSON *root = NULL, *times = NULL;
+    int code = CTL_EXIT_ERROR;
 
     if (x->val[O_FROM] != NULL && apc_time_parse_iso8601(x->val[O_FROM], &t, err, sizeof err) != 0)
         return usage_error(x, "--from: %s", err);
@@ -1438,6 +1575,17 @@ static int cmd_next(ctx_t *x)
     if (apc_schedule_parse(x->pos[0], &s, err, sizeof err) != 0) {
         ctl_errf("next: schedule \"%s\": %s", x->pos[0], err);
         return CTL_EXIT_ERROR;
+    }
+    if (x->json) {
+        /* Built whole and printed at the end: an error half way prints no partial JSON. */
+        root = cJSON_CreateObject();
+        if (root == NULL || cJSON_AddStringToObject(root, "schedule", x->pos[0]) == NULL ||
+            cJSON_AddStringToObject(root, "zone", x->val[O_UTC] != NULL ? "UTC" : "local") ==
+                NULL ||
+            (times = cJSON_AddArrayToObject(root, "times")) == NULL) {
+            ctl_errf("out of memory");
+            goto cleanup;
+        }
     }
     for (i = 0; i < count; i++) {
         int rc = apc_schedule_next(&s, t, tz, &t);
@@ -1453,11 +1601,21 @@ static int cmd_next(ctx_t *x)
             rc = apc_time_format_iso8601(t, off, buf, sizeof buf);
         if (rc != 0) {
             ctl_errf("next: %s", apc_strerror(rc));
-            return CTL_EXIT_ERROR;
+            goto cleanup;
         }
-        ctl_outf("%s\n", buf);
+        if (!x->json) {
+            ctl_outf("%s\n", buf);
+        } else if (json_add_time(times, buf, t) != 0) {
+            ctl_errf("out of memory");
+            goto cleanup;
+        }
     }
-    return CTL_EXIT_OK;
+    if (root != NULL && print_json_line(root) != 0)
+        goto cleanup;
+    code = CTL_EXIT_OK;
+cleanup:
+    cJSON_Delete(root);
+    return code;
 }
 
 /* ---- The command table ---------------------------------------------------------------------- */
@@ -1515,18 +1673,20 @@ static const command_t commands[] = {
      BIT(O_JSON) | BIT(O_FOR), 1, 1, 0, "JOB"},
     {"resume", cmd_resume, "resume JOB [--json]", "schedule a paused job again",
      "Resumes scheduled runs of a paused JOB.\n", BIT(O_JSON), 1, 1, 0, "JOB"},
-    {"validate", cmd_validate, "validate [CONFIG]", "check a config file (offline)",
+    {"validate", cmd_validate, "validate [CONFIG] [--json]", "check a config file (offline)",
      "Loads CONFIG (default %ProgramData%\\ApcSched\\apcsvc.json) without a service and\n"
      "prints every finding as file:line:col: path: message, including daylight-saving\n"
      "warnings for the next 12 months in the machine's time zone. Exit 0 when valid\n"
-     "(warnings allowed), 1 when invalid.\n",
-     0, 0, 1, 0, NULL},
-    {"next", cmd_next, "next EXPR [--from ISO] [--count N] [--utc]",
+     "(warnings allowed), 1 when invalid. --json prints the outcome and every finding\n"
+     "as one JSON object (same exit codes).\n",
+     BIT(O_JSON), 0, 1, 0, NULL},
+    {"next", cmd_next, "next EXPR [--from ISO] [--count N] [--utc] [--json]",
      "the next fire times of a schedule (offline)",
      "Prints the next N (default 5, at most 1000) fire times of schedule EXPR after --from\n"
      "(default now), one ISO-8601 time per line in local time with its offset, or in UTC\n"
-     "with --utc. Example: apcctl next \"30 2 * * 1-5\" --count 3\n",
-     BIT(O_FROM) | BIT(O_COUNT) | BIT(O_UTC), 1, 1, 0, "EXPR"},
+     "with --utc. --json prints one JSON object with each time as ISO-8601 and as Unix\n"
+     "milliseconds. Example: apcctl next \"30 2 * * 1-5\" --count 3\n",
+     BIT(O_FROM) | BIT(O_COUNT) | BIT(O_UTC) | BIT(O_JSON), 1, 1, 0, "EXPR"},
     {"help", cmd_help, "help [COMMAND]", "this overview, or the help of one command", "", 0, 0, 1,
      0, NULL},
 };
@@ -1554,7 +1714,7 @@ static void print_overview(void)
         ctl_outf("  %-9s %s\n", commands[i].name, commands[i].summary);
     ctl_out("\nOptions for every command:\n"
             "  --service NAME  talk to another instance (pipe \\\\.\\pipe\\NAME)\n"
-            "  --json          (read commands) print the service's JSON answer, one line\n"
+            "  --json          (read commands) print the answer as JSON, one line\n"
             "  -h, --help      show help\n\n");
     ctl_out(exit_codes_help);
 }
