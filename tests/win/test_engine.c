@@ -24,6 +24,7 @@
 #include "apc_time.h"
 #include "engine.h"
 #include "win_util.h"
+#include "test_fs.h"
 
 #define MAX_ROWS 64
 
@@ -88,31 +89,6 @@ static void make_dir(fx_t *f)
     snprintf(f->history, sizeof f->history, "%s\\history.db", f->dir);
 }
 
-/* Deletes a folder and everything in it (the test's own temporary folder only). */
-static void remove_tree(const wchar_t *dir)
-{
-    wchar_t pat[MAX_PATH + 4];
-    WIN32_FIND_DATAW fd;
-    HANDLE h;
-
-    swprintf(pat, MAX_PATH + 4, L"%ls\\*", dir);
-    h = FindFirstFileW(pat, &fd);
-    if (h != INVALID_HANDLE_VALUE) {
-        do {
-            wchar_t sub[MAX_PATH * 2];
-            if (wcscmp(fd.cFileName, L".") == 0 || wcscmp(fd.cFileName, L"..") == 0)
-                continue;
-            swprintf(sub, MAX_PATH * 2, L"%ls\\%ls", dir, fd.cFileName);
-            if (fd.dwFileAttributes & FILE_ATTRIBUTE_DIRECTORY)
-                remove_tree(sub);
-            else
-                DeleteFileW(sub);
-        } while (FindNextFileW(h, &fd));
-        FindClose(h);
-    }
-    RemoveDirectoryW(dir);
-}
-
 static void write_file(const char *path, const char *text)
 {
     FILE *fp = fopen(path, "wb");
@@ -161,7 +137,7 @@ static int teardown(void **state)
     {
         wchar_t *w = apc_utf8_to_wide(f->dir);
         if (w != NULL)
-            remove_tree(w);
+            test_remove_tree(w);
         free(w);
     }
     free(f);

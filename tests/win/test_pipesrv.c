@@ -32,6 +32,7 @@
 #include "pipesec.h"
 #include "pipesrv.h"
 #include "win_util.h"
+#include "test_fs.h"
 
 #define RESP_CAP 70000
 
@@ -85,31 +86,6 @@ static void start_engine(env_t *e)
     assert_int_equal(rc, 0);
 }
 
-/* Deletes a folder tree (the test's temp folder). */
-static void remove_tree(const wchar_t *dir)
-{
-    WIN32_FIND_DATAW fd;
-    wchar_t pattern[MAX_PATH * 2];
-    HANDLE h;
-
-    swprintf(pattern, MAX_PATH * 2, L"%ls\\*", dir);
-    h = FindFirstFileW(pattern, &fd);
-    if (h != INVALID_HANDLE_VALUE) {
-        do {
-            wchar_t sub[MAX_PATH * 2];
-            if (wcscmp(fd.cFileName, L".") == 0 || wcscmp(fd.cFileName, L"..") == 0)
-                continue;
-            swprintf(sub, MAX_PATH * 2, L"%ls\\%ls", dir, fd.cFileName);
-            if (fd.dwFileAttributes & FILE_ATTRIBUTE_DIRECTORY)
-                remove_tree(sub);
-            else
-                DeleteFileW(sub);
-        } while (FindNextFileW(h, &fd));
-        FindClose(h);
-    }
-    RemoveDirectoryW(dir);
-}
-
 /* Creates a temp folder, starts the real engine on it and a pipe server in front. */
 static env_t *env_start(DWORD idle_ms, const char *const *allow)
 {
@@ -159,7 +135,7 @@ static void env_stop(env_t *e)
     assert_int_equal(apc_engine_join(e->engine, 30000), 0);
     apc_engine_free(e->engine);
     wd = apc_utf8_to_wide(e->dir);
-    remove_tree(wd);
+    test_remove_tree(wd);
     free(wd);
     free(e->wpath);
     free(e);
