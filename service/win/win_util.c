@@ -3,6 +3,8 @@
  */
 #include "win_util.h"
 
+#include "apc_str.h"
+
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -153,4 +155,68 @@ HANDLE apc_win_close(HANDLE h)
     if (h != NULL && h != INVALID_HANDLE_VALUE)
         (void)CloseHandle(h);
     return NULL;
+}
+
+/* The contract is in win_util.h. */
+int apc_win_read_tail(const char *path, int64_t tail, apc_buf_t *data, int *truncated, char *err,
+                      size_t errsz)
+{
+    wchar_t *wpath = NULL;
+    HANDLE f = INVALID_HANDLE_VALUE;
+    LARGE_INTEGER size, pos;
+    char *raw = NULL;
+    DWORD want = 0, got = 0, i, skip = 0;
+    int rc = 0;
+
+    *truncated = 0;
+    if ((wpath = apc_utf8_to_wide(path)) == NULL) {
+        rc = apc_seterr(err, errsz, APC_ENOMEM, "out of memory");
+        goto cleanup;
+    }
+    f = CreateFileW(wpath, GENERIC_READ, FILE_SHARE_READ | FILE_SHARE_WRITE | FILE_SHARE_DELETE,
+                    NULL, OPEN_EXISTING, FILE_ATTRIBUTE_NORMAL, NULL);
+    if (f == INVALID_HANDLE_VALUE) {
+        rc = apc_win_seterr(err, errsz, GetLastError(), "opening the output file \"%s\"", path);
+        goto cleanup;
+    }
+    if (!GetFileSizeEx(f, &size)) {
+        rc = apc_win_seterr(err, errsz, GetLastError(), "reading the size of \"%s\"", path);
+        goto cleanup;
+    }
+    want = (DWORD)(size.QuadPart > tail ? tail : size.QuadPart);
+    *truncated = size.QuadPart > tail;
+    pos.QuadPart = size.QuadPart - (LONGLONG)want;
+    if (!SetFilePointerEx(f, pos, NULL, FILE_BEGIN)) {
+        rc = apc_win_seterr(err, errsz, GetLastError(), "seeking in \"%s\"", path);
+        goto cleanup;
+    }
+    raw = malloc(want > 0 ? want : 1);
+    if (raw == NULL) {
+        rc = apc_seterr(err, errsz, APC_ENOMEM, "out of memory");
+        goto cleanup;
+    }
+    /* The file may shrink meanwhile (a new run is not reusing it, but be safe): read what is
+       there; ReadFile on a synchronous handle returns fewer bytes only at the end. */
+    if (want > 0 && !ReadFile(f, raw, want, &got, NULL)) {
+        rc = apc_win_seterr(err, errsz, GetLastError(), "reading \"%s\"", path);
+        goto cleanup;
+    }
+    /* Start at a character boundary: skip at most 3 continuation bytes of a cut character. */
+    while (*truncated && skip < got && skip < 3 && ((unsigned char)raw[skip] & 0xC0u) == 0x80u)
+        skip++;
+    for (i = skip; i < got; i++) {
+        if (raw[i] == '\0')
+            apc_buf_puts(data, "\xEF\xBF\xBD");
+        else
+            apc_buf_append(data, raw + i, 1);
+    }
+    if (data->data == NULL)
+        apc_buf_puts(data, "");
+    if (apc_buf_failed(data))
+        rc = apc_seterr(err, errsz, APC_ENOMEM, "out of memory");
+cleanup:
+    free(raw);
+    apc_win_close(f);
+    free(wpath);
+    return rc;
 }

@@ -59,6 +59,44 @@ static void filetime_and_unix_ms_convert_both_ways(void **state)
     assert_true(now > INT64_C(1767225600000) - INT64_C(365) * 86400000 * 2);
 }
 
+static void read_tail_starts_at_a_character_and_shows_nul_as_replacement(void **state)
+{
+    wchar_t dir[MAX_PATH], file[MAX_PATH];
+    char *path, err[256] = "";
+    apc_buf_t data = {0};
+    int truncated = -1;
+    HANDLE h;
+    DWORD put;
+    /* "ab" "é" (C3 A9) "c" NUL "d": the last 5 bytes cut the é in half. */
+    static const char bytes[] = {'a', 'b', '\xC3', '\xA9', 'c', '\0', 'd'};
+    (void)state;
+
+    assert_true(GetTempPathW(MAX_PATH, dir) > 0);
+    assert_true(GetTempFileNameW(dir, L"apt", 0, file) != 0);
+    h = CreateFileW(file, GENERIC_WRITE, 0, NULL, CREATE_ALWAYS, FILE_ATTRIBUTE_NORMAL, NULL);
+    assert_true(h != INVALID_HANDLE_VALUE);
+    assert_true(WriteFile(h, bytes, sizeof bytes, &put, NULL) && put == sizeof bytes);
+    assert_true(CloseHandle(h));
+    path = apc_wide_to_utf8(file);
+
+    assert_int_equal(apc_win_read_tail(path, 4, &data, &truncated, err, sizeof err), 0);
+    assert_int_equal(truncated, 1);
+    assert_string_equal(data.data, "c\xEF\xBF\xBD"
+                                   "d"); /* the cut é is skipped */
+    apc_buf_reset(&data);
+    assert_int_equal(apc_win_read_tail(path, 100, &data, &truncated, err, sizeof err), 0);
+    assert_int_equal(truncated, 0);
+    assert_string_equal(data.data, "ab\xC3\xA9"
+                                   "c\xEF\xBF\xBD"
+                                   "d");
+    apc_buf_free(&data);
+    assert_true(DeleteFileW(file));
+    assert_int_equal(apc_win_read_tail(path, 4, &data, &truncated, err, sizeof err), APC_ENOTFOUND);
+    assert_non_null(strstr(err, " (error 2)"));
+    apc_buf_free(&data);
+    free(path);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -66,6 +104,7 @@ int main(void)
         cmocka_unit_test(invalid_utf8_is_refused),
         cmocka_unit_test(win_error_keeps_the_system_text_and_code),
         cmocka_unit_test(filetime_and_unix_ms_convert_both_ways),
+        cmocka_unit_test(read_tail_starts_at_a_character_and_shows_nul_as_replacement),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

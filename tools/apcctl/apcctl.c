@@ -740,56 +740,6 @@ static int cmd_show(ctx_t *x)
     return code;
 }
 
-/* Reads the last tail bytes of a file (UTF-8 path) into out; *truncated if there was more. */
-static int read_file_tail(const char *path, int64_t tail, apc_buf_t *out, int *truncated, char *err,
-                          size_t errsz)
-{
-    wchar_t *wpath = apc_utf8_to_wide(path);
-    HANDLE f = INVALID_HANDLE_VALUE;
-    LARGE_INTEGER size, pos;
-    char *data = NULL;
-    DWORD got = 0;
-    size_t skip = 0;
-    int rc = 0;
-
-    *truncated = 0;
-    if (wpath == NULL) {
-        rc = apc_seterr(err, errsz, APC_EINVAL, "bad output path");
-        goto cleanup;
-    }
-    f = CreateFileW(wpath, GENERIC_READ, FILE_SHARE_READ | FILE_SHARE_WRITE | FILE_SHARE_DELETE,
-                    NULL, OPEN_EXISTING, FILE_ATTRIBUTE_NORMAL, NULL);
-    if (f == INVALID_HANDLE_VALUE) {
-        rc = apc_win_seterr(err, errsz, GetLastError(), "opening %s", path);
-        goto cleanup;
-    }
-    if (!GetFileSizeEx(f, &size)) {
-        rc = apc_win_seterr(err, errsz, GetLastError(), "reading %s", path);
-        goto cleanup;
-    }
-    pos.QuadPart = size.QuadPart > tail ? size.QuadPart - tail : 0;
-    *truncated = pos.QuadPart > 0;
-    data = malloc((size_t)(size.QuadPart - pos.QuadPart) + 1u);
-    if (data == NULL) {
-        rc = apc_seterr(err, errsz, APC_ENOMEM, "out of memory");
-        goto cleanup;
-    }
-    if (!SetFilePointerEx(f, pos, NULL, FILE_BEGIN) ||
-        !ReadFile(f, data, (DWORD)(size.QuadPart - pos.QuadPart), &got, NULL)) {
-        rc = apc_win_seterr(err, errsz, GetLastError(), "reading %s", path);
-        goto cleanup;
-    }
-    /* Never start in the middle of a UTF-8 character. */
-    while (*truncated && skip < got && skip < 3 && ((unsigned char)data[skip] & 0xC0u) == 0x80u)
-        skip++;
-    apc_buf_append(out, data + skip, got - skip);
-cleanup:
-    free(data);
-    apc_win_close(f);
-    free(wpath);
-    return rc;
-}
-
 static void print_logs(const char *data, int truncated, int64_t id)
 {
     size_t n = data != NULL ? strlen(data) : 0;
@@ -829,7 +779,7 @@ static int logs_from_db(ctx_t *x, const call_t *cl, int64_t id, int64_t tail)
     }
     /* The output file has everything kept; the row's tail is what is left without it. */
     if (rec->output_path == NULL ||
-        read_file_tail(rec->output_path, tail, &data, &truncated, err, sizeof err) != 0) {
+        apc_win_read_tail(rec->output_path, tail, &data, &truncated, err, sizeof err) != 0) {
         if (rec->output_path != NULL)
             ctl_errf("%s; showing the tail stored in the database", err);
         apc_buf_reset(&data);
