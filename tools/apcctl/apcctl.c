@@ -358,6 +358,34 @@ static int fallback_open(ctx_t *x, const call_t *cl, apc_history_t **h, apc_conf
     return CTL_EXIT_OK;
 }
 
+/*
+ * fallback_open, then run id read from the database. On failure it prints why (a missing run
+ * in the service's own words), releases what it opened and returns the exit code; on success
+ * the caller owns *h, *cfg and *rec.
+ */
+static int fallback_run(ctx_t *x, const call_t *cl, int64_t id, apc_history_t **h,
+                        apc_config_t **cfg, apc_run_record_t **rec)
+{
+    char err[512];
+    int rc, code = fallback_open(x, cl, h, cfg);
+
+    *rec = NULL;
+    if (code != CTL_EXIT_OK)
+        return code;
+    rc = apc_history_get_run(*h, id, rec, err, sizeof err);
+    if (rc == 0)
+        return CTL_EXIT_OK;
+    if (rc == APC_ENOTFOUND)
+        ctl_errf("run %" PRId64 " not found", id); /* the service's words */
+    else
+        ctl_errf("%s", err);
+    apc_history_close(*h);
+    apc_config_free(*cfg);
+    *h = NULL;
+    *cfg = NULL;
+    return CTL_EXIT_ERROR;
+}
+
 static void run_from_record(const apc_run_record_t *r, apc_proto_run_t *p)
 {
     memset(p, 0, sizeof *p);
@@ -687,29 +715,16 @@ static int show_from_db(ctx_t *x, const call_t *cl, int64_t id)
     apc_config_t *cfg = NULL;
     apc_run_record_t *rec = NULL;
     apc_proto_response_t resp;
-    char err[512];
-    int rc, code = fallback_open(x, cl, &h, &cfg);
+    int code = fallback_run(x, cl, id, &h, &cfg, &rec);
 
     if (code != CTL_EXIT_OK)
         return code;
-    rc = apc_history_get_run(h, id, &rec, err, sizeof err);
-    if (rc == APC_ENOTFOUND) {
-        ctl_errf("run %" PRId64 " not found", id); /* the service's words */
-        code = CTL_EXIT_ERROR;
-        goto cleanup;
-    }
-    if (rc != 0) {
-        ctl_errf("%s", err);
-        code = CTL_EXIT_ERROR;
-        goto cleanup;
-    }
     apc_proto_response_init(&resp, APC_RESP_RUN);
     run_from_record(rec, &resp.run);
     if (x->json)
         code = print_encoded(&resp);
     else
         print_run(x, &resp.run);
-cleanup:
     apc_run_record_free(rec);
     apc_history_close(h);
     apc_config_free(cfg);
@@ -762,21 +777,10 @@ static int logs_from_db(ctx_t *x, const call_t *cl, int64_t id, int64_t tail)
     apc_buf_t data = {0};
     char err[512];
     int truncated = 0;
-    int rc, code = fallback_open(x, cl, &h, &cfg);
+    int code = fallback_run(x, cl, id, &h, &cfg, &rec);
 
     if (code != CTL_EXIT_OK)
         return code;
-    rc = apc_history_get_run(h, id, &rec, err, sizeof err);
-    if (rc == APC_ENOTFOUND) {
-        ctl_errf("run %" PRId64 " not found", id); /* the service's words */
-        code = CTL_EXIT_ERROR;
-        goto cleanup;
-    }
-    if (rc != 0) {
-        ctl_errf("%s", err);
-        code = CTL_EXIT_ERROR;
-        goto cleanup;
-    }
     /* The output file has everything kept; the row's tail is what is left without it. */
     if (rec->output_path == NULL ||
         apc_win_read_tail(rec->output_path, tail, &data, &truncated, err, sizeof err) != 0) {
