@@ -271,9 +271,24 @@ static E2E_UNUSED void e2e_proc_start(e2e_proc_t *p, const char *exe_unix, const
     assert_true(InitializeProcThreadAttributeList(si.lpAttributeList, 1, 0, &attr_size));
     assert_true(UpdateProcThreadAttribute(si.lpAttributeList, 0, PROC_THREAD_ATTRIBUTE_HANDLE_LIST,
                                           inherit, sizeof inherit, NULL, NULL));
-    assert_true(CreateProcessW(NULL, wline, NULL, NULL, TRUE,
-                               CREATE_NO_WINDOW | EXTENDED_STARTUPINFO_PRESENT, NULL, NULL,
-                               &si.StartupInfo, &pi));
+    /*
+     * Under a loaded Wine, CreateProcessW of several children at once has been seen to fail
+     * now and then (one case in a CI run of 8 parallel apcctl starts): retry a few times, and
+     * say why if it keeps failing.
+     */
+    for (int attempt = 1;; attempt++) {
+        DWORD why;
+        if (CreateProcessW(NULL, wline, NULL, NULL, TRUE,
+                           CREATE_NO_WINDOW | EXTENDED_STARTUPINFO_PRESENT, NULL, NULL,
+                           &si.StartupInfo, &pi))
+            break;
+        why = GetLastError();
+        print_message("CreateProcessW(%ls) failed (attempt %d): error %lu\n", wline, attempt,
+                      (unsigned long)why);
+        if (attempt == 5)
+            fail_msg("CreateProcessW failed 5 times, last error %lu", (unsigned long)why);
+        Sleep(200);
+    }
     DeleteProcThreadAttributeList(si.lpAttributeList);
     free(si.lpAttributeList);
     CloseHandle(pi.hThread);
