@@ -140,6 +140,15 @@ static const char *const trigger_names[APC_TRIGGER_COUNT] = {"schedule", "manual
 
 /* ---- names ---------------------------------------------------------------------------------- */
 
+/* Index of name in names[0..count), or -1 (also for NULL): the one lookup behind both parsers. */
+static int name_index(const char *const *names, int count, const char *name)
+{
+    for (int i = 0; name != NULL && i < count; i++)
+        if (strcmp(name, names[i]) == 0)
+            return i;
+    return -1;
+}
+
 const char *apc_run_status_name(apc_run_status_t status)
 {
     if ((int)status < 0 || status >= APC_RUN_STATUS_COUNT)
@@ -149,15 +158,12 @@ const char *apc_run_status_name(apc_run_status_t status)
 
 int apc_run_status_parse(const char *name, apc_run_status_t *out)
 {
-    int i;
+    int i = name_index(status_names, (int)APC_RUN_STATUS_COUNT, name);
 
-    for (i = 0; name != NULL && i < (int)APC_RUN_STATUS_COUNT; i++) {
-        if (strcmp(name, status_names[i]) == 0) {
-            *out = (apc_run_status_t)i;
-            return 0;
-        }
-    }
-    return APC_EINVAL;
+    if (i < 0)
+        return APC_EINVAL;
+    *out = (apc_run_status_t)i;
+    return 0;
 }
 
 int apc_run_status_is_final(apc_run_status_t status)
@@ -174,15 +180,12 @@ const char *apc_trigger_name(apc_trigger_t trigger)
 
 int apc_trigger_parse(const char *name, apc_trigger_t *out)
 {
-    int i;
+    int i = name_index(trigger_names, (int)APC_TRIGGER_COUNT, name);
 
-    for (i = 0; name != NULL && i < (int)APC_TRIGGER_COUNT; i++) {
-        if (strcmp(name, trigger_names[i]) == 0) {
-            *out = (apc_trigger_t)i;
-            return 0;
-        }
-    }
-    return APC_EINVAL;
+    if (i < 0)
+        return APC_EINVAL;
+    *out = (apc_trigger_t)i;
+    return 0;
 }
 
 /* ---- errors --------------------------------------------------------------------------------- */
