@@ -22,6 +22,7 @@
  */
 #include "apc_history.h"
 
+#include <errno.h>
 #include <inttypes.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -33,6 +34,7 @@
 
 #include "apc_error.h"
 #include "apc_str.h"
+#include "apc_time.h"
 
 /* The statements a handle may prepare; indexes into `stmts` and apc_history.st. */
 enum {
@@ -109,8 +111,10 @@ static const struct {
                     "ELSE 'service stopped while the run was queued' END "
                     "WHERE status IN ('queued', 'running')",
                     "marking unfinished runs interrupted"},
+    /* RETURNING: SQLite makes every change at the first step and buffers the rows, so the
+       output paths of exactly the deleted runs are known before the COMMIT. */
     [ST_PRUNE] = {"DELETE FROM runs WHERE id IN (SELECT id FROM runs WHERE finished_at < ?1 "
-                  "AND status NOT IN ('queued', 'running') LIMIT ?2)",
+                  "AND status NOT IN ('queued', 'running') LIMIT ?2) RETURNING output_path",
                   "pruning old runs"},
     [ST_QUERY_ALL] = {"SELECT " RUN_COLS " FROM runs WHERE " QUERY_WHERE, "querying runs"},
     [ST_QUERY_JOB] = {"SELECT " RUN_COLS " FROM runs WHERE job = ?1 AND " QUERY_WHERE,
@@ -128,6 +132,7 @@ struct apc_history {
     sqlite3 *db;
     char *path; /* as given to open; starts every error message */
     int readonly;
+    int last_rc; /* primary SQLite code of the last failure dberr() reported, else 0 */
     size_t failed_op;
     sqlite3_stmt *st[ST_COUNT];
 };
@@ -212,7 +217,7 @@ static const char *code_name(int rc)
     return "SQLITE_UNKNOWN";
 }
 
-static int dberr(const apc_history_t *h, int rc, char *err, size_t errsz, const char *fmt, ...)
+static int dberr(apc_history_t *h, int rc, char *err, size_t errsz, const char *fmt, ...)
 #if defined(__GNUC__) || defined(__clang__)
     __attribute__((format(printf, 5, 6)))
 #endif
@@ -223,9 +228,10 @@ static int dberr(const apc_history_t *h, int rc, char *err, size_t errsz, const 
  * "<path>: <SQLite's message> (<SQLITE_NAME>, <code>) while <doing>". The
  * connection's own message is used when it belongs to rc (it is more precise:
  * "UNIQUE constraint failed: runs.id"), else SQLite's generic text for rc.
- * Call it before anything else touches the connection.
+ * Call it before anything else touches the connection. Remembers the primary
+ * code in h->last_rc, which tells a corrupt file from a busy one at start.
  */
-static int dberr(const apc_history_t *h, int rc, char *err, size_t errsz, const char *fmt, ...)
+static int dberr(apc_history_t *h, int rc, char *err, size_t errsz, const char *fmt, ...)
 {
     char doing[200];
     const char *msg = NULL;
@@ -236,6 +242,7 @@ static int dberr(const apc_history_t *h, int rc, char *err, size_t errsz, const 
     va_start(ap, fmt);
     (void)vsnprintf(doing, sizeof doing, fmt, ap);
     va_end(ap);
+    h->last_rc = primary;
     if (h->db != NULL && sqlite3_errcode(h->db) == primary) {
         msg = sqlite3_errmsg(h->db);
         ext = sqlite3_extended_errcode(h->db);
@@ -336,8 +343,10 @@ static void rollback(apc_history_t *h)
 {
     if (!sqlite3_get_autocommit(h->db)) {
         char ignored[16];
+        int reported = h->last_rc; /* the failure that led here is the one that counts */
 
         (void)exec_st(h, ST_ROLLBACK, NULL, ignored, sizeof ignored);
+        h->last_rc = reported;
     }
 }
 
@@ -617,17 +626,19 @@ static int configure_writer(apc_history_t *h, char *err, size_t errsz)
     return ret;
 }
 
-int apc_history_open(const char *path, int mode, apc_history_t **out, char *err, size_t errsz)
+/*
+ * Opens path in mode into *out. On failure returns the error and leaves *out set
+ * when a handle exists (its last_rc says what SQLite found), so that
+ * apc_history_open_writer() can tell a corrupt file from a busy one; the caller
+ * closes it either way.
+ */
+static int open_conn(const char *path, int mode, apc_history_t **out, char *err, size_t errsz)
 {
     apc_history_t *h = NULL;
     int64_t version = 0;
-    int flags, rc, ret;
+    int flags, rc;
 
-    if (out != NULL)
-        *out = NULL;
-    if (path == NULL || *path == '\0' || out == NULL ||
-        (mode != APC_HISTORY_READWRITE && mode != APC_HISTORY_READONLY))
-        return apc_seterr(err, errsz, APC_EINVAL, "apc_history_open: invalid argument");
+    *out = NULL;
     h = calloc(1, sizeof *h);
     if (h == NULL)
         return apc_seterr(err, errsz, APC_ENOMEM, "%s: out of memory", path);
@@ -635,35 +646,216 @@ int apc_history_open(const char *path, int mode, apc_history_t **out, char *err,
     h->readonly = mode == APC_HISTORY_READONLY;
     h->path = apc_strdup(path);
     if (h->path == NULL) {
-        ret = apc_seterr(err, errsz, APC_ENOMEM, "%s: out of memory", path);
-        goto fail;
+        free(h);
+        return apc_seterr(err, errsz, APC_ENOMEM, "%s: out of memory", path);
     }
+    *out = h;
     flags = SQLITE_OPEN_NOMUTEX;
     flags |= h->readonly ? SQLITE_OPEN_READONLY : SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE;
     rc = sqlite3_open_v2(path, &h->db, flags, NULL);
-    if (rc != SQLITE_OK) {
-        ret = dberr(h, rc, err, errsz, "opening the database");
-        goto fail;
-    }
+    if (rc != SQLITE_OK)
+        return dberr(h, rc, err, errsz, "opening the database");
     rc = sqlite3_busy_timeout(h->db, 5000);
-    if (rc != SQLITE_OK) {
-        ret = dberr(h, rc, err, errsz, "setting the busy timeout");
-        goto fail;
-    }
+    if (rc != SQLITE_OK)
+        return dberr(h, rc, err, errsz, "setting the busy timeout");
     /* Check the version before anything writes, so a newer database is left untouched. */
-    ret = read_version(h, &version, err, errsz);
-    if (ret == 0 && !h->readonly)
-        ret = configure_writer(h, err, errsz);
-    if (ret == 0 && !h->readonly)
-        ret = migrate(h, err, errsz);
-    if (ret != 0)
-        goto fail;
+    rc = read_version(h, &version, err, errsz);
+    if (rc == 0 && !h->readonly)
+        rc = configure_writer(h, err, errsz);
+    if (rc == 0 && !h->readonly)
+        rc = migrate(h, err, errsz);
+    return rc;
+}
+
+int apc_history_open(const char *path, int mode, apc_history_t **out, char *err, size_t errsz)
+{
+    apc_history_t *h = NULL;
+    int ret;
+
+    if (out != NULL)
+        *out = NULL;
+    if (path == NULL || *path == '\0' || out == NULL ||
+        (mode != APC_HISTORY_READWRITE && mode != APC_HISTORY_READONLY))
+        return apc_seterr(err, errsz, APC_EINVAL, "apc_history_open: invalid argument");
+    ret = open_conn(path, mode, &h, err, errsz);
+    if (ret != 0) {
+        apc_history_close(h);
+        return ret;
+    }
     *out = h;
     return 0;
+}
 
-fail:
-    apc_history_close(h);
+/* ---- a corrupt file at start ---------------------------------------------------------------- */
+
+/* 1 if SQLite's primary code says the FILE is unusable (not locks, permissions or memory). */
+static int is_corrupt_code(int primary)
+{
+    return primary == SQLITE_CORRUPT || primary == SQLITE_NOTADB;
+}
+
+/* 1 if a file (or anything else) exists at path. */
+static int path_exists(const char *path)
+{
+    FILE *f = fopen(path, "rb");
+
+    if (f == NULL)
+        return 0;
+    (void)fclose(f);
+    return 1;
+}
+
+/* Formats "<base>" and its "-wal" / "-shm" companions into the three buffers (each 1024). */
+static int companion_names(const char *base, char names[3][1024])
+{
+    static const char *const suffix[3] = {"", "-wal", "-shm"};
+    int i;
+
+    for (i = 0; i < 3; i++) {
+        int n = snprintf(names[i], 1024, "%s%s", base, suffix[i]);
+        if (n < 0 || n >= 1024)
+            return -1;
+    }
+    return 0;
+}
+
+int apc_history_set_aside(const char *path, int64_t now_ms, char *aside, size_t asidesz, char *err,
+                          size_t errsz)
+{
+    char from[3][1024], to[3][1024], base[1024];
+    int64_t days, secs, y;
+    int m, d, i, n, moved = 0, counter, ret = 0;
+
+    if (aside != NULL && asidesz > 0)
+        aside[0] = '\0';
+    if (path == NULL || *path == '\0' || aside == NULL || asidesz == 0)
+        return apc_seterr(err, errsz, APC_EINVAL, "apc_history_set_aside: invalid argument");
+    if (companion_names(path, from) != 0)
+        return apc_seterr(err, errsz, APC_EINVAL, "%s: path too long", path);
+    days = apc_floor_div(now_ms, APC_MS_PER_DAY);
+    secs = apc_floor_mod(now_ms, APC_MS_PER_DAY) / 1000;
+    apc_civil_from_days(days, &y, &m, &d);
+    /* The first free name: none of the three set-aside names may exist (never overwrite). */
+    for (counter = 1;; counter++) {
+        char num[24] = "";
+
+        if (counter > 1)
+            (void)snprintf(num, sizeof num, "-%d", counter);
+        n = snprintf(base, sizeof base, "%s.corrupt-%04d%02d%02dT%02d%02d%02dZ%s", path, (int)y, m,
+                     d, (int)(secs / 3600), (int)(secs / 60 % 60), (int)(secs % 60), num);
+        if (n < 0 || n >= (int)sizeof base || companion_names(base, to) != 0)
+            return apc_seterr(err, errsz, APC_EINVAL, "%s: path too long to set the file aside",
+                              path);
+        if (!path_exists(to[0]) && !path_exists(to[1]) && !path_exists(to[2]))
+            break;
+        if (counter >= 1000)
+            return apc_seterr(err, errsz, APC_EEXISTS,
+                              "%s: cannot set the file aside: %s and 999 numbered names exist",
+                              path, to[0]);
+    }
+    if ((size_t)n >= asidesz)
+        return apc_seterr(err, errsz, APC_EINVAL, "%s: no room for the set-aside name", path);
+    /* The database first, then its WAL and shared memory; undo on failure, so the three
+       never part company (a WAL next to the wrong database would be replayed into it). */
+    for (i = 0; i < 3; i++) {
+        if (i > 0 && !path_exists(from[i]))
+            continue;
+        if (rename(from[i], to[i]) != 0) {
+            ret = apc_seterr(err, errsz, APC_EIO, "%s: cannot rename it to %s: %s", from[i], to[i],
+                             strerror(errno));
+            break;
+        }
+        moved |= 1 << i;
+    }
+    if (ret != 0) {
+        for (i = 2; i >= 0; i--)
+            if ((moved & (1 << i)) != 0)
+                (void)rename(to[i], from[i]);
+        return ret;
+    }
+    (void)snprintf(aside, asidesz, "%s", base);
+    return 0;
+}
+
+/* The start-up steps on an open writer: recovery and the highest id. */
+static int start_steps(apc_history_t *h, int64_t now_ms, apc_history_start_t *info, char *err,
+                       size_t errsz)
+{
+    int ret = apc_history_recover(h, now_ms, &info->recovered, err, errsz);
+
+    if (ret == 0)
+        ret = apc_history_max_id(h, &info->max_id, err, errsz);
     return ret;
+}
+
+int apc_history_open_writer(const char *path, int64_t now_ms, unsigned flags, apc_history_t **out,
+                            apc_history_start_t *info, char *err, size_t errsz)
+{
+    apc_history_t *h = NULL;
+    int64_t salvaged = 0;
+    char diag[512];
+    int ret;
+
+    if (out != NULL)
+        *out = NULL;
+    if (info != NULL)
+        memset(info, 0, sizeof *info);
+    if (path == NULL || *path == '\0' || out == NULL || info == NULL)
+        return apc_seterr(err, errsz, APC_EINVAL, "apc_history_open_writer: invalid argument");
+    ret = open_conn(path, APC_HISTORY_READWRITE, &h, err, errsz);
+    if (ret == 0)
+        ret = start_steps(h, now_ms, info, err, errsz);
+    if (ret == 0) {
+        *out = h;
+        return 0;
+    }
+    if ((flags & APC_HISTORY_SET_ASIDE_CORRUPT) == 0 || h == NULL || ret != APC_EDB ||
+        !is_corrupt_code(h->last_rc)) {
+        apc_history_close(h);
+        return ret;
+    }
+    (void)snprintf(diag, sizeof diag, "%s", err);
+    if (h->db != NULL) {
+        char ignored[16];
+
+        /* Ids of the set-aside runs stay unused if the file still tells the highest one. */
+        if (apc_history_max_id(h, &salvaged, ignored, sizeof ignored) != 0 || salvaged < 0)
+            salvaged = 0;
+        /* Closing must not checkpoint the WAL into the file: it is set aside as it is. */
+        (void)sqlite3_db_config(h->db, SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE, 1, (int *)NULL);
+    }
+    apc_history_close(h);
+    h = NULL;
+    ret =
+        apc_history_set_aside(path, now_ms, info->aside_path, sizeof info->aside_path, err, errsz);
+    if (ret != 0) {
+        char why[512];
+
+        (void)snprintf(why, sizeof why, "%s", err);
+        return apc_seterr(err, errsz, ret, "%s; it could not be set aside: %s", diag, why);
+    }
+    info->set_aside = 1;
+    {
+        /* The diagnosis without the leading "<path>: " (the log line names the path itself). */
+        size_t plen = strlen(path);
+        const char *d = diag;
+
+        if (strncmp(d, path, plen) == 0 && d[plen] == ':' && d[plen + 1] == ' ')
+            d += plen + 2;
+        (void)snprintf(info->diagnosis, sizeof info->diagnosis, "%s", d);
+    }
+    info->salvaged_max_id = salvaged;
+    ret = open_conn(path, APC_HISTORY_READWRITE, &h, err, errsz);
+    if (ret == 0)
+        ret = start_steps(h, now_ms, info, err, errsz);
+    if (ret != 0) {
+        apc_history_close(h);
+        return ret;
+    }
+    if (info->max_id < salvaged)
+        info->max_id = salvaged;
+    *out = h;
+    return 0;
 }
 
 void apc_history_close(apc_history_t *h)
@@ -986,9 +1178,46 @@ int apc_history_recover(apc_history_t *h, int64_t now_ms, int64_t *count, char *
     return 0;
 }
 
-/* Deletes one chunk of prunable runs in its own transaction; *changed receives how many. */
-static int prune_chunk(apc_history_t *h, sqlite3_stmt *st, int64_t cutoff, int *changed, char *err,
-                       size_t errsz)
+/* The output paths of one prune chunk, kept until its COMMIT (never report an uncommitted delete). */
+typedef struct paths {
+    char **v;
+    size_t n, cap;
+} paths_t;
+
+static void paths_clear(paths_t *p)
+{
+    size_t i;
+
+    for (i = 0; i < p->n; i++)
+        free(p->v[i]);
+    p->n = 0;
+}
+
+static int paths_add(paths_t *p, const char *s)
+{
+    char *copy;
+
+    if (p->n == p->cap) {
+        size_t ncap = p->cap ? p->cap * 2 : 64;
+        char **v = realloc(p->v, ncap * sizeof *v);
+        if (v == NULL)
+            return APC_ENOMEM;
+        p->v = v;
+        p->cap = ncap;
+    }
+    copy = apc_strdup(s);
+    if (copy == NULL)
+        return APC_ENOMEM;
+    p->v[p->n++] = copy;
+    return 0;
+}
+
+/*
+ * Deletes one chunk of prunable runs in its own transaction; *changed receives how many and
+ * paths (when not NULL) the non-empty output paths of exactly those runs.
+ */
+static int prune_chunk(apc_history_t *h, sqlite3_stmt *st, int64_t cutoff, paths_t *paths,
+                       int *changed, char *err, size_t errsz)
 {
     int rc, ret;
 
@@ -999,26 +1228,37 @@ static int prune_chunk(apc_history_t *h, sqlite3_stmt *st, int64_t cutoff, int *
     rc = sqlite3_bind_int64(st, 1, cutoff);
     if (rc == SQLITE_OK)
         rc = sqlite3_bind_int(st, 2, APC_HISTORY_PRUNE_CHUNK);
-    ret = rc == SQLITE_OK ? run_stmt(h, st, stmts[ST_PRUNE].what, err, errsz)
-                          : dberr(h, rc, err, errsz, "%s", stmts[ST_PRUNE].what);
-    if (ret == 0) {
-        *changed = sqlite3_changes(h->db);
-        ret = exec_st(h, ST_COMMIT, "committing a prune chunk", err, errsz);
+    if (rc != SQLITE_OK)
+        ret = dberr(h, rc, err, errsz, "%s", stmts[ST_PRUNE].what);
+    while (ret == 0 && (rc = sqlite3_step(st)) == SQLITE_ROW) {
+        const char *path = col_text(st, 0);
+
+        (*changed)++;
+        if (paths != NULL && path != NULL && path[0] != '\0' && paths_add(paths, path) != 0)
+            ret = apc_seterr(err, errsz, APC_ENOMEM, "%s: out of memory while pruning", h->path);
     }
+    if (ret == 0 && rc != SQLITE_DONE)
+        ret = dberr(h, rc, err, errsz, "%s", stmts[ST_PRUNE].what);
+    done(st);
+    if (ret == 0)
+        ret = exec_st(h, ST_COMMIT, "committing a prune chunk", err, errsz);
     if (ret != 0) {
         *changed = 0;
-        done(st);
+        if (paths != NULL)
+            paths_clear(paths);
         rollback(h);
     }
     return ret;
 }
 
-int apc_history_prune(apc_history_t *h, int64_t older_than_ms, int64_t *deleted, char *err,
-                      size_t errsz)
+int apc_history_prune_files(apc_history_t *h, int64_t older_than_ms, int64_t *deleted,
+                            apc_history_pruned_cb cb, void *ctx, char *err, size_t errsz)
 {
     sqlite3_stmt *st = NULL;
+    paths_t paths = {0};
     int64_t total = 0;
     int changed = 0, ret;
+    size_t i;
 
     if (deleted != NULL)
         *deleted = 0;
@@ -1027,14 +1267,25 @@ int apc_history_prune(apc_history_t *h, int64_t older_than_ms, int64_t *deleted,
     ret = stmt(h, ST_PRUNE, &st, err, errsz);
     /* A chunk that deletes fewer rows than it may is the last one. */
     while (ret == 0) {
-        ret = prune_chunk(h, st, older_than_ms, &changed, err, errsz);
+        ret = prune_chunk(h, st, older_than_ms, cb != NULL ? &paths : NULL, &changed, err, errsz);
         total += changed;
+        /* The chunk is committed: its runs' files may go now. */
+        for (i = 0; i < paths.n; i++)
+            cb(paths.v[i], ctx);
+        paths_clear(&paths);
         if (changed < APC_HISTORY_PRUNE_CHUNK)
             break;
     }
+    free(paths.v);
     if (deleted != NULL)
         *deleted = total;
     return ret;
+}
+
+int apc_history_prune(apc_history_t *h, int64_t older_than_ms, int64_t *deleted, char *err,
+                      size_t errsz)
+{
+    return apc_history_prune_files(h, older_than_ms, deleted, NULL, NULL, err, errsz);
 }
 
 /* ---- reading -------------------------------------------------------------------------------- */

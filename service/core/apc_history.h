@@ -156,6 +156,49 @@ typedef struct apc_history apc_history_t;
  */
 int apc_history_open(const char *path, int mode, apc_history_t **out, char *err, size_t errsz);
 
+/* apc_history_open_writer() flag: set a corrupt file aside and start a new database. */
+#define APC_HISTORY_SET_ASIDE_CORRUPT 0x1u
+
+/* What apc_history_open_writer() did; filled on success. */
+typedef struct apc_history_start {
+    int64_t recovered; /* runs apc_history_recover() turned into interrupted */
+    /* The highest run id: of the database, or (after a set-aside) at least the highest id
+       still readable from the corrupt file, so the engine never reuses an id (and the
+       output file name <id>.log) of a set-aside run. Not stored in the new file. */
+    int64_t max_id;
+    int set_aside;           /* 1: the file was corrupt and was set aside */
+    char aside_path[1024];   /* its new name ("-wal" / "-shm" of the set-aside copy beside it) */
+    char diagnosis[512];     /* SQLite's diagnosis, e.g. "file is not a database (...) while" */
+    int64_t salvaged_max_id; /* highest id read from the corrupt file, 0 if none was readable */
+} apc_history_start_t;
+
+/*
+ * The service's start: opens path READWRITE (creating or migrating it), recovers
+ * unfinished runs at now_ms and reads the highest id, into *info. With
+ * APC_HISTORY_SET_ASIDE_CORRUPT in flags, when any of that fails because the
+ * FILE is unusable (SQLITE_CORRUPT, SQLITE_NOTADB; never for busy, locked,
+ * read-only, cannot-open or out-of-memory, nor for a valid database of another
+ * schema), the connection is closed without a checkpoint, the file and its
+ * -wal / -shm are set aside with apc_history_set_aside(), and a new database is
+ * created at path and started the same way; info->set_aside says so. Returns
+ * 0, or the error of the step that failed (APC_EDB ...; a failed set-aside adds
+ * "; it could not be set aside: ..." to the diagnosis). Writer thread only.
+ */
+int apc_history_open_writer(const char *path, int64_t now_ms, unsigned flags, apc_history_t **out,
+                            apc_history_start_t *info, char *err, size_t errsz);
+
+/*
+ * Renames path, and its path-wal / path-shm if present, to
+ * "<path>.corrupt-<UTC yyyymmddThhmmssZ of now_ms>" (+ "-wal" / "-shm"), or with
+ * "-2", "-3", ... after the Z when any of those names exists: an existing file
+ * is never overwritten. The contents are not touched. On failure nothing stays
+ * renamed. The database must be closed (Windows cannot rename an open file).
+ * Stores the new name of path in aside. Returns 0, APC_EIO (err names the file,
+ * the target and the C library's reason), APC_EEXISTS or APC_EINVAL.
+ */
+int apc_history_set_aside(const char *path, int64_t now_ms, char *aside, size_t asidesz, char *err,
+                          size_t errsz);
+
 /* Closes the connection and frees the handle. Accepts NULL. */
 void apc_history_close(apc_history_t *h);
 
@@ -207,6 +250,17 @@ int apc_history_recover(apc_history_t *h, int64_t now_ms, int64_t *count, char *
  */
 int apc_history_prune(apc_history_t *h, int64_t older_than_ms, int64_t *deleted, char *err,
                       size_t errsz);
+
+/* Called once per deleted run that has an output path, after its deletion committed. */
+typedef void (*apc_history_pruned_cb)(const char *output_path, void *ctx);
+
+/*
+ * apc_history_prune() that also reports, through cb (may be NULL), the output
+ * path of exactly the runs it deleted, each chunk after its COMMIT (so a caller
+ * deleting the files never removes one whose row still exists). Same returns.
+ */
+int apc_history_prune_files(apc_history_t *h, int64_t older_than_ms, int64_t *deleted,
+                            apc_history_pruned_cb cb, void *ctx, char *err, size_t errsz);
 
 /*
  * Called once per row. Return 0 to go on, 1 to stop early (the query then
