@@ -75,6 +75,7 @@ struct apc_histthread {
     int64_t stop_since_ms;
     HANDLE prune_timer;
     size_t dropped_full; /* records dropped because the pending list was full */
+    uint64_t lost_first; /* the lowest seq dropped unwritten (0: none); see publish() */
 };
 
 static void hrec_free(hrec_t *r)
@@ -113,10 +114,20 @@ void apc_hist_boot_free(apc_hist_boot_t *boot)
 
 /* ---- History thread ------------------------------------------------------------------ */
 
-/* Runs on the history thread: publishes progress and wakes the engine. */
+/*
+ * Runs on the history thread: publishes progress and wakes the engine. The engine answers a
+ * request "ok" once `committed` reaches its record, so `committed` must never cover a record
+ * that was dropped unwritten (pending list full, or given up at stop): it stays below the
+ * first such record for the rest of the thread's life. Requests waiting for later records are
+ * then answered only at stop, with an error (engine.c), never with a false "ok".
+ */
 static void publish(apc_histthread_t *h)
 {
-    InterlockedExchange64(&h->committed, (LONG64)h->pend_max_seq);
+    uint64_t done = h->pend_max_seq;
+
+    if (h->lost_first != 0 && done >= h->lost_first)
+        done = h->lost_first - 1;
+    InterlockedExchange64(&h->committed, (LONG64)done);
     if (h->ack_fn != NULL && !QueueUserAPC(h->ack_fn, h->ack_thread, h->ack_arg))
         apc_elog(&h->log, APC_ENGINE_LOG_ERROR,
                  "history: cannot wake the engine (QueueUserAPC error %lu)",
@@ -139,6 +150,13 @@ static void CALLBACK parcel_apc(ULONG_PTR arg)
             /* Bounded memory while the disk is failing: the newest records are the ones
                lost, and every one is counted in the log. */
             h->dropped_full++;
+            if (h->lost_first == 0) {
+                h->lost_first = r->seq;
+                apc_elog(&h->log, APC_ENGINE_LOG_ERROR,
+                         "history: record %llu and later ones are not acknowledged: requests "
+                         "waiting for them get an error when the service stops",
+                         (unsigned long long)r->seq);
+            }
             hrec_free(r);
         } else {
             if (h->pend_tail != NULL)
@@ -369,6 +387,8 @@ static DWORD WINAPI hist_main(LPVOID arg)
                 apc_elog(&h->log, APC_ENGINE_LOG_ERROR,
                          "history: stopping: %zu record(s) could not be written and are lost",
                          h->pend_count);
+                if (h->lost_first == 0 || h->pend_head->seq < h->lost_first)
+                    h->lost_first = h->pend_head->seq;
                 list_free(h->pend_head);
                 h->pend_head = h->pend_tail = NULL;
                 h->pend_count = 0;
