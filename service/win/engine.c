@@ -1833,6 +1833,7 @@ int apc_engine_start(const apc_engine_opts_t *opts, apc_engine_t **out, apc_buf_
         rc = APC_ESYS;
         put_errors(errors, "the engine thread ended during start-up");
         goto fail_running;
+    ho.output_dir = e->cfg->service.output_dir;
     }
     apc_diags_free(&diags);
     *out = e;

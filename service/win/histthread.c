@@ -11,8 +11,10 @@
  */
 #include "histthread.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <wchar.h>
 
 #include "apc_str.h"
 #include "engine.h"
@@ -43,6 +45,7 @@ struct apc_histthread {
     /* Set before the thread starts, then read-only. */
     char *db_path;
     int retention_days;
+    wchar_t *output_dir; /* full path, no trailing separator, or NULL: no file is deleted */
     int64_t now_ms;
     apc_elog_t log;
     HANDLE ack_thread;
@@ -244,21 +247,109 @@ static int write_pending(apc_histthread_t *h)
     return rc;
 }
 
-/* Runs on the history thread: deletes runs older than the retention and re-arms the timer. */
+/* What one prune did to output files: counts and the first case of each trouble. */
+typedef struct prune_files {
+    apc_histthread_t *h;
+    size_t removed, failed, outside;
+    char first_failed[600];
+    char first_outside[300];
+} prune_files_t;
+
+/*
+ * Runs on the history thread: 1 if the full form of path (stored in *full; free it) lies
+ * inside the output folder, 0 if not, -1 with *code set if it cannot be worked out.
+ * GetFullPathNameW resolves "..", "." and forward slashes, so "out\\..\\x" is outside.
+ */
+static int inside_output_dir(const apc_histthread_t *h, const wchar_t *path, wchar_t **full,
+                             DWORD *code)
+{
+    DWORD n;
+    size_t dl;
+
+    *full = NULL;
+    if (h->output_dir == NULL)
+        return 0;
+    n = GetFullPathNameW(path, 0, NULL, NULL);
+    if (n == 0) {
+        *code = GetLastError();
+        return -1;
+    }
+    *full = malloc(n * sizeof **full);
+    if (*full == NULL) {
+        *code = ERROR_NOT_ENOUGH_MEMORY;
+        return -1;
+    }
+    if (GetFullPathNameW(path, n, *full, NULL) >= n) {
+        *code = GetLastError();
+        return -1;
+    }
+    dl = wcslen(h->output_dir);
+    return _wcsnicmp(*full, h->output_dir, dl) == 0 && (*full)[dl] == L'\\' &&
+           (*full)[dl + 1] != L'\0';
+}
+
+/*
+ * apc_history_pruned_cb; runs on the history thread after the run's row deletion committed:
+ * deletes its output file if it lies inside the output folder. A file already gone is fine.
+ */
+static void delete_output(const char *output_path, void *ctx)
+{
+    prune_files_t *pf = ctx;
+    wchar_t *w = apc_utf8_to_wide(output_path);
+    wchar_t *full = NULL;
+    DWORD code = 0;
+    int inside = -1;
+
+    if (w == NULL)
+        code = ERROR_NOT_ENOUGH_MEMORY;
+    else
+        inside = inside_output_dir(pf->h, w, &full, &code);
+    if (inside == 0) {
+        if (pf->outside++ == 0)
+            (void)snprintf(pf->first_outside, sizeof pf->first_outside, "%s", output_path);
+    } else if (inside == 1) {
+        if (DeleteFileW(full))
+            pf->removed++;
+        else if ((code = GetLastError()) == ERROR_FILE_NOT_FOUND || code == ERROR_PATH_NOT_FOUND)
+            code = 0;
+    }
+    if (code != 0 && pf->failed++ == 0)
+        (void)apc_win_seterr(pf->first_failed, sizeof pf->first_failed, code, "%s", output_path);
+    free(full);
+    free(w);
+}
+
+/*
+ * Runs on the history thread: deletes runs older than the retention, then (chunk by chunk,
+ * after each commit) their output files, and re-arms the timer.
+ */
 static void prune(apc_histthread_t *h)
 {
     char err[512];
     int64_t deleted = 0;
     LARGE_INTEGER due;
+    prune_files_t pf;
 
     if (h->retention_days <= 0)
         return;
-    if (apc_history_prune(h->db, apc_win_now_ms() - h->retention_days * APC_MS_PER_DAY, &deleted,
-                          err, sizeof err) != 0)
+    memset(&pf, 0, sizeof pf);
+    pf.h = h;
+    if (apc_history_prune_files(h->db, apc_win_now_ms() - h->retention_days * APC_MS_PER_DAY,
+                                &deleted, delete_output, &pf, err, sizeof err) != 0)
         apc_elog(&h->log, APC_ENGINE_LOG_ERROR, "history: pruning failed: %s", err);
-    else if (deleted > 0)
-        apc_elog(&h->log, APC_ENGINE_LOG_INFO, "history: pruned %lld run(s) older than %d day(s)",
-                 (long long)deleted, h->retention_days);
+    if (deleted > 0)
+        apc_elog(&h->log, APC_ENGINE_LOG_INFO,
+                 "history: pruned %lld run(s) older than %d day(s) and %zu output file(s)",
+                 (long long)deleted, h->retention_days, pf.removed);
+    if (pf.failed > 0)
+        apc_elog(&h->log, APC_ENGINE_LOG_ERROR,
+                 "history: %zu output file(s) of pruned runs could not be deleted; the first: %s",
+                 pf.failed, pf.first_failed);
+    if (pf.outside > 0)
+        apc_elog(&h->log, APC_ENGINE_LOG_WARNING,
+                 "history: %zu output file(s) of pruned runs were left alone: outside the output "
+                 "folder; the first: %s",
+                 pf.outside, pf.first_outside);
     /* Relative due time: "a day from now" is what retention means, whatever the clock does. */
     due.QuadPart = -(LONGLONG)APC_MS_PER_DAY * 10000;
     if (!SetWaitableTimer(h->prune_timer, &due, 0, NULL, NULL, FALSE))
@@ -310,19 +401,32 @@ static int boot(apc_histthread_t *h)
     apc_hist_boot_t *b = h->boot;
     char *err = h->start_err;
     size_t errsz = sizeof h->start_err;
+    apc_history_start_t *info = NULL;
     int rc;
 
     h->prune_timer = CreateWaitableTimerExW(NULL, NULL, 0, TIMER_ALL_ACCESS);
     if (h->prune_timer == NULL)
         return apc_win_seterr(err, errsz, GetLastError(), "cannot create the prune timer");
-    rc = apc_history_open(h->db_path, APC_HISTORY_READWRITE, &h->db, err, errsz);
+    info = malloc(sizeof *info);
+    if (info == NULL)
+        return apc_seterr(err, errsz, APC_ENOMEM, "out of memory");
+    /* A corrupt file is set aside and a new one started: scheduling goes on, and what the
+       old file holds stays readable in the set-aside copy. */
+    rc = apc_history_open_writer(h->db_path, h->now_ms, APC_HISTORY_SET_ASIDE_CORRUPT, &h->db, info,
+                                 err, errsz);
+    if (rc == 0 && info->set_aside)
+        apc_elog(&h->log, APC_ENGINE_LOG_ERROR,
+                 "history: %s is corrupt (SQLite: %s); set aside as %s; a new history database "
+                 "was started (run ids go on after %lld)",
+                 h->db_path, info->diagnosis, info->aside_path, (long long)info->max_id);
+    if (rc == 0) {
+        b->recovered = info->recovered;
+        b->max_id = info->max_id;
+    }
+    free(info);
     if (rc != 0)
         return rc;
-    rc = apc_history_recover(h->db, h->now_ms, &b->recovered, err, errsz);
-    if (rc == 0)
-        rc = apc_history_max_id(h->db, &b->max_id, err, errsz);
-    if (rc == 0)
-        rc = apc_history_job_state_list(h->db, collect_state, b, err, errsz);
+    rc = apc_history_job_state_list(h->db, collect_state, b, err, errsz);
     if (rc == 0)
         rc = apc_history_last_runs(h->db, collect_last, b, err, errsz);
     if (rc == APC_ENOMEM)
@@ -414,6 +518,44 @@ cleanup:
 
 /* ---- Owning thread ----------------------------------------------------------------- */
 
+/* The full form of folder dir without a trailing separator, in *out (free it). Owning thread. */
+static int full_dir(const char *dir, wchar_t **out, char *err, size_t errsz)
+{
+    wchar_t *w = apc_utf8_to_wide(dir);
+    wchar_t *full = NULL;
+    DWORD n;
+    size_t len;
+    int rc = 0;
+
+    *out = NULL;
+    if (w == NULL)
+        return apc_seterr(err, errsz, APC_ENOMEM, "out of memory");
+    n = GetFullPathNameW(w, 0, NULL, NULL);
+    if (n == 0) {
+        rc = apc_win_seterr(err, errsz, GetLastError(), "output folder %s", dir);
+        goto cleanup;
+    }
+    full = malloc(n * sizeof *full);
+    if (full == NULL) {
+        rc = apc_seterr(err, errsz, APC_ENOMEM, "out of memory");
+        goto cleanup;
+    }
+    if (GetFullPathNameW(w, n, full, NULL) >= n) {
+        rc = apc_win_seterr(err, errsz, GetLastError(), "output folder %s", dir);
+        goto cleanup;
+    }
+    len = wcslen(full);
+    while (len > 0 && (full[len - 1] == L'\\' || full[len - 1] == L'/'))
+        full[--len] = L'\0';
+    *out = full;
+    full = NULL;
+
+cleanup:
+    free(full);
+    free(w);
+    return rc;
+}
+
 int apc_histthread_start(const apc_histthread_opts_t *opts, apc_histthread_t **out,
                          apc_hist_boot_t *bootp, char *err, size_t errsz)
 {
@@ -436,6 +578,11 @@ int apc_histthread_start(const apc_histthread_opts_t *opts, apc_histthread_t **o
         goto fail;
     }
     h->retention_days = opts->retention_days;
+    if (opts->output_dir != NULL) {
+        rc = full_dir(opts->output_dir, &h->output_dir, err, errsz);
+        if (rc != 0)
+            goto fail;
+    }
     h->now_ms = opts->now_ms;
     h->log = opts->log;
     h->ack_thread = opts->ack_thread;
@@ -472,6 +619,7 @@ fail:
         h->thread = apc_win_close(h->thread);
         h->ready = apc_win_close(h->ready);
         free(h->db_path);
+        free(h->output_dir);
         free(h);
     }
     return rc;
@@ -490,6 +638,7 @@ void apc_histthread_free(apc_histthread_t *h)
     h->ready = apc_win_close(h->ready);
     free(h->ops);
     free(h->db_path);
+    free(h->output_dir);
     free(h);
 }
 

@@ -20,7 +20,12 @@
  * 100 ms doubling to 30 s. An op the store names as at fault (apc_history_failed_op: a
  * duplicate id, a run already final) is dropped with a log line and the rest retried at once.
  * Retention: runs older than service.retention_days are pruned at start and then every 24 h
- * (a waitable timer of this thread).
+ * (a waitable timer of this thread); after each pruned chunk has committed, the output files
+ * of exactly those runs are deleted, but only inside service.output_dir (a row pointing
+ * elsewhere keeps its file; one log line per prune counts each kind of failure).
+ * A corrupt database at start (SQLITE_CORRUPT / SQLITE_NOTADB) is set aside as
+ * <name>.corrupt-<UTC time> and a new one is started (apc_history_open_writer), with an
+ * ERROR in the log naming both files: the service keeps scheduling.
  *
  * Threads: apc_histthread_start / _free run on the thread that owns the engine; add, flush
  * and stop run on the ENGINE thread (the outbox is engine-thread state); committed and
@@ -57,9 +62,10 @@ typedef struct apc_hist_boot {
 } apc_hist_boot_t;
 
 typedef struct apc_histthread_opts {
-    const char *db_path; /* UTF-8; its folder must exist */
-    int retention_days;  /* 0 = keep forever */
-    int64_t now_ms;      /* the recovery time stamp */
+    const char *db_path;    /* UTF-8; its folder must exist */
+    int retention_days;     /* 0 = keep forever */
+    const char *output_dir; /* UTF-8 or NULL: pruning deletes run output files only inside it */
+    int64_t now_ms;         /* the recovery time stamp */
     apc_elog_t log;
     HANDLE ack_thread; /* the engine thread; must exist (may be suspended) */
     PAPCFUNC ack_fn;   /* queued to ack_thread after each batch is handled */
@@ -67,7 +73,8 @@ typedef struct apc_histthread_opts {
 } apc_histthread_opts_t;
 
 /*
- * Starts the history thread, which opens (creating or migrating) the database, recovers
+ * Starts the history thread, which opens (creating or migrating) the database (setting a
+ * corrupt one aside and starting a new one, see above), recovers
  * runs left queued/running as interrupted (at opts->now_ms), reads the max run id, the job
  * states and every job's newest run into *boot, prunes once, and then waits for records.
  * Returns 0 once all of that succeeded; otherwise the thread has ended, *out is NULL and err
