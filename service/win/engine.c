@@ -1758,6 +1758,7 @@ int apc_engine_start(const apc_engine_opts_t *opts, apc_engine_t **out, apc_buf_
     memset(&ho, 0, sizeof ho);
     ho.db_path = e->cfg->service.history;
     ho.retention_days = e->cfg->service.retention_days;
+    ho.output_dir = e->cfg->service.output_dir;
     ho.now_ms = apc_win_now_ms();
     ho.log = e->log;
     ho.ack_thread = e->thread;
@@ -1833,7 +1834,6 @@ int apc_engine_start(const apc_engine_opts_t *opts, apc_engine_t **out, apc_buf_
         rc = APC_ESYS;
         put_errors(errors, "the engine thread ended during start-up");
         goto fail_running;
-    ho.output_dir = e->cfg->service.output_dir;
     }
     apc_diags_free(&diags);
     *out = e;
