@@ -1110,6 +1110,19 @@ static int apply(apc_history_t *h, const apc_history_op_t *op, char *err, size_t
     }
 }
 
+/*
+ * 1 if an op's failure is the op's own (retrying it fails again): a bad field, an unknown or
+ * finished run, a constraint (a duplicate id). A corrupt file, a full disk, I/O, a lock or
+ * memory fail the transaction as a whole: no op is blamed, so the caller keeps every record.
+ */
+static int op_at_fault(const apc_history_t *h, int ret)
+{
+    if (ret != APC_EDB)
+        return ret == APC_EINVAL || ret == APC_ENOTFOUND || ret == APC_ESTATE;
+    return h->last_rc == SQLITE_CONSTRAINT || h->last_rc == SQLITE_MISMATCH ||
+           h->last_rc == SQLITE_TOOBIG || h->last_rc == SQLITE_RANGE;
+}
+
 int apc_history_write(apc_history_t *h, const apc_history_op_t *ops, size_t n, char *err,
                       size_t errsz)
 {
@@ -1125,9 +1138,11 @@ int apc_history_write(apc_history_t *h, const apc_history_op_t *ops, size_t n, c
     if (ret != 0)
         return ret;
     for (i = 0; i < n; i++) {
+        h->last_rc = 0;
         ret = apply(h, &ops[i], err, errsz);
         if (ret != 0) {
-            h->failed_op = i;
+            if (op_at_fault(h, ret))
+                h->failed_op = i;
             goto fail;
         }
     }

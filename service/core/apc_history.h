@@ -220,7 +220,8 @@ int apc_history_max_id(apc_history_t *h, int64_t *out, char *err, size_t errsz);
  * retry later. apc_history_failed_op() then tells whether one op was at fault
  * (a duplicate id, a run that does not exist or is already finished, an
  * invalid field: retrying the same batch fails again, so drop or fix that op)
- * or the transaction itself failed (busy, disk full, I/O: retry as is).
+ * or the transaction itself failed (busy, disk full, I/O, a corrupt page, a
+ * read-only handle: retry as is; no op is blamed, so no record is dropped).
  * Errors: APC_EDB (SQLite), APC_EINVAL (bad op), APC_ENOTFOUND (START or
  * FINISH of an unknown id), APC_ESTATE (START of a run that is not queued,
  * FINISH of a run already final). n == 0 is a no-op. Writer thread only.

@@ -454,6 +454,46 @@ static void readonly_open_of_an_empty_file_is_refused(void **state)
     remove_db(path);
 }
 
+/* A write that meets a corrupt page blames no op: the history thread keeps every record. */
+static void a_corrupt_page_during_a_write_blames_no_record(void **state)
+{
+    const char *path = fresh("corruptwrite");
+    apc_history_t *h = open_rw(path);
+    apc_history_op_t ops[300];
+    apc_history_op_t late = op_insert(queued(1000, "late"));
+    sqlite3_stmt *st = NULL;
+    char buf[4096];
+    int i, page = -1;
+    FILE *f;
+    (void)state;
+    for (i = 0; i < 300; i++)
+        ops[i] = op_insert(queued(i + 1, "job"));
+    write_ok(h, ops, 300);
+    apc_history_close(h);
+    h = open_rw(path); /* the close checkpointed: every page is in the main file */
+    assert_int_equal(sqlite3_prepare_v2(apc_history_sqlite(h),
+                                        "SELECT rootpage FROM sqlite_master WHERE name = "
+                                        "'runs_queued_at'",
+                                        -1, &st, NULL),
+                     SQLITE_OK);
+    assert_int_equal(sqlite3_step(st), SQLITE_ROW);
+    page = sqlite3_column_int(st, 0);
+    sqlite3_finalize(st);
+    /* Smash the index page under the open connection (as a failing disk would). */
+    f = fopen(path, "r+b");
+    assert_non_null(f);
+    memset(buf, 0x5A, sizeof buf);
+    assert_int_equal(fseek(f, (long)(page - 1) * 4096, SEEK_SET), 0);
+    assert_int_equal(fwrite(buf, 1, sizeof buf, f), sizeof buf);
+    assert_int_equal(fclose(f), 0);
+    assert_int_equal(apc_history_write(h, &late, 1, err, sizeof err), APC_EDB);
+    if (strstr(err, "(SQLITE_CORRUPT, 11") == NULL)
+        fail_msg("err: %s", err);
+    assert_true(apc_history_failed_op(h) == (size_t)-1);
+    apc_history_close(h);
+    remove_db(path);
+}
+
 static void a_readonly_handle_cannot_write(void **state)
 {
     const char *path = fresh("rohandle");
@@ -465,7 +505,8 @@ static void a_readonly_handle_cannot_write(void **state)
     assert_int_equal(apc_history_write(r, &op, 1, err, sizeof err), APC_EDB);
     assert_string_equal(err, "hist_rohandle.db: attempt to write a readonly database "
                              "(SQLITE_READONLY, 8) while inserting run 1");
-    assert_int_equal(apc_history_failed_op(r), 0);
+    /* The handle, not the record, is at fault: no op is blamed (a writer would keep it). */
+    assert_true(apc_history_failed_op(r) == (size_t)-1);
     assert_int_equal(apc_history_max_id(w, &max, err, sizeof err), 0);
     assert_int_equal(max, 0);
     apc_history_close(r);
@@ -1265,6 +1306,7 @@ int main(void)
         cmocka_unit_test(recovery_interrupts_queued_and_running_runs),
         cmocka_unit_test(recovery_with_nothing_unfinished_changes_nothing),
         cmocka_unit_test(prune_deletes_only_finished_runs_before_the_cutoff),
+        cmocka_unit_test(a_corrupt_page_during_a_write_blames_no_record),
         cmocka_unit_test(query_of_one_job_pages_newest_first),
         cmocka_unit_test(query_filters_by_status_set_and_since),
         cmocka_unit_test(a_zeroed_filter_returns_every_run),
