@@ -190,7 +190,9 @@ struct apc_engine {
     int grace_over;
     int finished;
     reply_t *replies_head, *replies_tail;
-    apc_histthread_t *hist;
+    apc_engine_req_t *answers_head, *answers_tail; /* answered this turn, not yet sent */
+    apc_histthread_t *hist; /* NULL when the benchmark option no_history is set */
+    uint64_t nohist_seq;    /* record()'s numbers without a history thread */
     apc_hist_boot_t boot;
 };
 
@@ -270,6 +272,8 @@ static uint64_t record(apc_engine_t *e, const apc_history_op_t *op)
 {
     uint64_t seq = 0;
 
+    if (e->hist == NULL)
+        return ++e->nohist_seq; /* no_history (benchmarks): nothing to write, nothing lost */
     if (apc_histthread_add(e->hist, op, &seq) != 0) {
         apc_elog(&e->log, APC_ENGINE_LOG_ERROR,
                  "engine: out of memory: a history record of run %lld is lost",
@@ -776,19 +780,67 @@ static void dispatch(apc_engine_t *e)
 
 /* ---- Requests and replies ------------------------------------------------------------- */
 
+/*
+ * The reply APC: runs on the requester's thread and calls the done callback of every request
+ * in the batch, in order. Reads each link before calling done, which may free the request.
+ */
 static void CALLBACK reply_apc(ULONG_PTR arg)
 {
     apc_engine_req_t *req = (apc_engine_req_t *)arg;
-    req->done(req);
+
+    while (req != NULL) {
+        apc_engine_req_t *next = req->next_;
+        req->next_ = NULL;
+        req->done(req);
+        req = next;
+    }
 }
 
-/* Queues req->done to the requester's thread. */
+/* Adds req (its response set) to this turn's answers; send_answers queues them. */
 static void answer(apc_engine_t *e, apc_engine_req_t *req)
 {
-    if (!QueueUserAPC(reply_apc, req->reply_thread, (ULONG_PTR)req))
-        apc_elog(&e->log, APC_ENGINE_LOG_ERROR,
-                 "engine: cannot answer a %s request (QueueUserAPC error %lu)",
-                 apc_proto_op_name(req->in.op), (unsigned long)GetLastError());
+    req->next_ = NULL;
+    if (e->answers_tail != NULL)
+        e->answers_tail->next_ = req;
+    else
+        e->answers_head = req;
+    e->answers_tail = req;
+}
+
+/*
+ * Sends this turn's answers: one reply APC per reply thread (the same handle), carrying that
+ * thread's answers in the order given. Called at the end of every turn of the engine loop and
+ * wherever the engine waits otherwise, so no answer waits for an unrelated event.
+ */
+static void send_answers(apc_engine_t *e)
+{
+    while (e->answers_head != NULL) {
+        apc_engine_req_t *first = e->answers_head, *last = first, **pp = &first->next_, *r;
+
+        /* Move every later answer for the same thread up behind `first`, keeping the order;
+           what remains (other threads) starts after `last`. */
+        while ((r = *pp) != NULL) {
+            if (r->reply_thread == first->reply_thread) {
+                *pp = r->next_;
+                r->next_ = last->next_;
+                last->next_ = r;
+                last = r;
+                pp = &last->next_;
+            } else {
+                pp = &r->next_;
+            }
+        }
+        e->answers_head = last->next_;
+        last->next_ = NULL;
+        if (!QueueUserAPC(reply_apc, first->reply_thread, (ULONG_PTR)first)) {
+            DWORD code = GetLastError();
+            for (r = first; r != NULL; r = r->next_)
+                apc_elog(&e->log, APC_ENGINE_LOG_ERROR,
+                         "engine: cannot answer a %s request (QueueUserAPC error %lu)",
+                         apc_proto_op_name(r->in.op), (unsigned long)code);
+        }
+    }
+    e->answers_tail = NULL;
 }
 
 static void answer_error(apc_engine_t *e, apc_engine_req_t *req, int code, const char *msg)
@@ -831,7 +883,7 @@ static void answer_after(apc_engine_t *e, apc_engine_req_t *req, uint64_t seq)
 {
     reply_t *p;
 
-    if (seq == 0 || apc_histthread_committed(e->hist) >= seq) {
+    if (seq == 0 || e->hist == NULL || apc_histthread_committed(e->hist) >= seq) {
         answer(e, req);
         return;
     }
@@ -852,7 +904,7 @@ static void answer_after(apc_engine_t *e, apc_engine_req_t *req, uint64_t seq)
 /* Answers every waiting reply whose records are committed. */
 static void answer_committed(apc_engine_t *e)
 {
-    uint64_t done = apc_histthread_committed(e->hist);
+    uint64_t done = e->hist != NULL ? apc_histthread_committed(e->hist) : UINT64_MAX;
 
     while (e->replies_head != NULL && e->replies_head->seq <= done) {
         reply_t *p = e->replies_head;
@@ -1199,11 +1251,9 @@ static void CALLBACK request_apc(ULONG_PTR arg)
 
 /* ---- Worker messages ------------------------------------------------------------------- */
 
-/* "started": the worker began the run (pid known). Runs on the engine thread. */
-static void CALLBACK started_apc(ULONG_PTR arg)
+/* Records that the worker began the run (its "running" row: start time, worker, pid). */
+static void record_started(apc_engine_t *e, const apc_work_t *w)
 {
-    apc_work_t *w = (apc_work_t *)arg;
-    apc_engine_t *e = (apc_engine_t *)w->engine_;
     apc_history_op_t op;
 
     memset(&op, 0, sizeof op);
@@ -1220,7 +1270,16 @@ static void CALLBACK started_apc(ULONG_PTR arg)
     record(e, &op);
 }
 
-/* "done": the worker finished the run. Runs on the engine thread. */
+/* "started": the worker began the run (pid known). Runs on the engine thread. */
+static void CALLBACK started_apc(ULONG_PTR arg)
+{
+    apc_work_t *w = (apc_work_t *)arg;
+
+    record_started((apc_engine_t *)w->engine_, w);
+}
+
+/* "done": the worker finished the run (for a run that ended inside its job APC, such as noop,
+   it also reports the start: started_with_done). Runs on the engine thread. */
 static void CALLBACK done_apc(ULONG_PTR arg)
 {
     apc_work_t *w = (apc_work_t *)arg;
@@ -1240,7 +1299,11 @@ static void CALLBACK done_apc(ULONG_PTR arg)
     j = r->job;
     if (w->status == APC_RUN_CANCELLED && r->cancel_reason != NULL)
         error = r->cancel_reason;
-    if (!w->started_sent && w->status != APC_RUN_CANCELLED) {
+    if (w->started_with_done) {
+        /* No "started" APC came: record the start first, so the rows go queued -> running ->
+           final exactly as for every other run. */
+        record_started(e, w);
+    } else if (!w->started_sent && w->status != APC_RUN_CANCELLED) {
         /* The start itself failed (no such program, ...): the store takes a run to failed
            only from running, so record the attempt as a start at the moment it failed. */
         memset(&op, 0, sizeof op);
@@ -1420,7 +1483,11 @@ static void arm_timer(apc_engine_t *e, int more)
     e->armed_due = due;
 }
 
-/* After every wake: due entries, stop progress, dispatch, history, timer. */
+/*
+ * After every wake (which ran every APC that was pending: Windows delivers them all before
+ * the wait returns, and so does Wine): due entries, stop progress, dispatch, then ONE parcel
+ * of this turn's records to the history thread, the timer, and one reply APC per requester.
+ */
 static void pump(apc_engine_t *e)
 {
     int more = e->stopping ? 0 : run_heap(e);
@@ -1428,11 +1495,12 @@ static void pump(apc_engine_t *e)
     if (e->stopping)
         stop_progress(e);
     dispatch(e);
-    if (apc_histthread_flush(e->hist) != 0)
+    if (e->hist != NULL && apc_histthread_flush(e->hist) != 0)
         apc_elog(&e->log, APC_ENGINE_LOG_ERROR,
                  "engine: cannot hand records to the history thread yet");
     if (!e->finished)
         arm_timer(e, more);
+    send_answers(e);
 }
 
 /* ---- Start-up on the engine thread: catch-up and @startup ------------------------------ */
@@ -1525,11 +1593,12 @@ static void engine_init(apc_engine_t *e)
              (long long)e->next_id);
 }
 
-/* Waits alertably for a thread to end (APCs to the engine keep running meanwhile). */
-static void wait_thread(HANDLE h)
+/* Waits alertably for a thread to end (APCs to the engine keep running meanwhile, and what
+   they answer is sent after each wake). */
+static void wait_thread(apc_engine_t *e, HANDLE h)
 {
     while (h != NULL && WaitForSingleObjectEx(h, INFINITE, TRUE) == WAIT_IO_COMPLETION)
-        ;
+        send_answers(e);
 }
 
 /* The engine thread. */
@@ -1558,11 +1627,13 @@ static DWORD WINAPI engine_main(LPVOID arg)
     for (i = 0; i < e->nworkers; i++)
         apc_worker_quit(e->workers[i]);
     for (i = 0; i < e->nworkers; i++)
-        wait_thread(apc_worker_handle(e->workers[i]));
-    if (apc_histthread_stop(e->hist) != 0)
-        apc_elog(&e->log, APC_ENGINE_LOG_ERROR, "engine: cannot stop the history thread");
-    else
-        wait_thread(apc_histthread_handle(e->hist));
+        wait_thread(e, apc_worker_handle(e->workers[i]));
+    if (e->hist != NULL) { /* NULL: the no_history benchmark option, nothing to flush */
+        if (apc_histthread_stop(e->hist) != 0)
+            apc_elog(&e->log, APC_ENGINE_LOG_ERROR, "engine: cannot stop the history thread");
+        else
+            wait_thread(e, apc_histthread_handle(e->hist));
+    }
     answer_committed(e);
     while ((p = e->replies_head) != NULL) {
         /* Records the history could not write: the caller must not believe they are safe. */
@@ -1571,12 +1642,14 @@ static DWORD WINAPI engine_main(LPVOID arg)
         free(p);
     }
     e->replies_tail = NULL;
+    send_answers(e);
     AcquireSRWLockExclusive(&e->mbox);
     e->mbox_closed = 1;
     ReleaseSRWLockExclusive(&e->mbox);
     /* Requests queued before the mailbox closed: answer them (request_apc sees finished). */
     while (SleepEx(0, TRUE) == WAIT_IO_COMPLETION)
-        ;
+        send_answers(e);
+    send_answers(e);
     apc_elog(&e->log, APC_ENGINE_LOG_INFO, "engine: stopped");
     return 0;
 }
@@ -1749,7 +1822,9 @@ int apc_engine_start(const apc_engine_opts_t *opts, apc_engine_t **out, apc_buf_
         goto fail;
     }
 
-    /* 3. The history: folder, thread, recovery, state. */
+    /* 3. The history: folder, thread, recovery, state (none for the benchmark option). */
+    if (opts->no_history)
+        goto history_done;
     rc = apc_paths_make_parent_dir(e->cfg->service.history, err, sizeof err);
     if (rc != 0) {
         put_errors(errors, err);
@@ -1775,6 +1850,7 @@ int apc_engine_start(const apc_engine_opts_t *opts, apc_engine_t **out, apc_buf_
         apc_elog(&e->log, APC_ENGINE_LOG_WARNING,
                  "engine: %lld run(s) left queued or running by the last stop are now interrupted",
                  (long long)e->boot.recovered);
+history_done:
     e->next_id = e->boot.max_id + 1;
     rc = build_jobs(e);
     if (rc != 0) {

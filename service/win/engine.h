@@ -51,6 +51,11 @@ typedef struct apc_engine_opts {
     apc_engine_run_hook_t run_hook; /* see apc_engine_run_hook_t */
     void *run_hook_ctx;
     uint64_t jitter_seed; /* 0 = derived from the config path (stable across restarts) */
+    /* BENCHMARKS ONLY (tools/bench), never reachable from the config or the command line:
+       nonzero runs the engine without a history thread or database, so "engine without
+       history" is measured exactly. Nothing is recorded, nothing is recovered, run ids
+       start at 1, and a submit is answered at once (there is no commit to wait for). */
+    int no_history;
 } apc_engine_opts_t;
 
 /*
@@ -100,6 +105,10 @@ void apc_engine_free(apc_engine_t *e);
  * answers by queuing req->done as a user APC to req->reply_thread (a thread that waits
  * alertably); the request is owned by the caller and must stay alive, unchanged, until done
  * ran. Zero the struct, fill `in` (apc_proto_request_init + fields), reply_thread and done.
+ * Answers the engine gives in one turn of its loop to the same reply_thread handle travel in
+ * ONE APC, whose routine calls their done callbacks in the order the engine answered (each
+ * done may free its own request). Under Wine every APC is a wineserver round trip, so a
+ * burst of requests from one thread (the pipe server's) costs one reply APC, not one each.
  */
 typedef struct apc_engine_req apc_engine_req_t;
 struct apc_engine_req {
@@ -112,6 +121,7 @@ struct apc_engine_req {
     HANDLE reply_thread;      /* a real thread handle (DuplicateHandle of GetCurrentThread) */
     void (*done)(apc_engine_req_t *req); /* runs on reply_thread */
     void *ctx;
+    apc_engine_req_t *next_; /* private to the engine: its batch of answers to reply_thread */
 };
 
 /*

@@ -155,23 +155,24 @@ static void CALLBACK job_apc(ULONG_PTR arg)
     work->started_at = apc_win_now_ms();
     work->pid = 0;
     work->started_sent = 0;
+    work->started_with_done = 0;
     work->error[0] = '\0';
     if (w->opts.hook != NULL)
         w->opts.hook(w->opts.hook_ctx, work->run_id, w->opts.index, work->thread_id);
 
     if (work->builtin == APC_BUILTIN_NONE) {
         run_command(w, work);
-    } else {
+    } else if (work->builtin == APC_BUILTIN_SLEEP) {
         work->started_sent = 1;
         if (!QueueUserAPC(w->opts.on_started, w->opts.engine_thread, (ULONG_PTR)work))
             apc_elog(&w->opts.log, APC_ENGINE_LOG_ERROR, "worker %d: cannot reach the engine (%lu)",
                      w->opts.index, (unsigned long)GetLastError());
-        if (work->builtin == APC_BUILTIN_SLEEP)
-            run_sleep(w, work);
-        else if (w->cancel)
-            work->status = APC_RUN_CANCELLED;
-        else
-            work->status = APC_RUN_SUCCEEDED; /* noop */
+        run_sleep(w, work);
+    } else {
+        /* noop ends right here, before the engine could act on a "started" APC: the "done"
+           APC below reports the start too (one APC instead of two; see worker.h). */
+        work->started_with_done = 1;
+        work->status = w->cancel ? APC_RUN_CANCELLED : APC_RUN_SUCCEEDED;
     }
     work->finished_at = apc_win_now_ms();
     w->current = NULL;

@@ -18,6 +18,11 @@
  *   on_done    <---APC(done)---------  sets the result fields, never touches work again
  *   frees work
  *
+ * A run that ends inside the job APC itself (the `noop` builtin) sends no "started" APC: it
+ * is over before the engine could act on one, so "done" carries both (started_with_done = 1)
+ * and the engine records the start and then the end, in that order. Under Wine every APC is
+ * a wineserver round trip, so this saves two of them per such run (the queue and the wake).
+ *
  * Threads: apc_worker_start / _free on the owning thread; apc_worker_run / _cancel / _quit on
  * the ENGINE thread; everything else in worker.c runs on the WORKER thread.
  */
@@ -53,11 +58,12 @@ typedef struct apc_work {
     uint64_t output_limit;
     int64_t timeout_ms; /* APC_TIME_NONE: none */
     /* Out, set before the "started" APC. */
-    int64_t started_at; /* APC_TIME_NONE when the run never started (start failed) */
-    DWORD pid;          /* 0 for builtins */
-    DWORD thread_id;    /* the worker thread that ran it */
-    int started_sent;   /* 1 once the "started" APC was queued */
-    int worker;         /* the worker's number (1-based) */
+    int64_t started_at;    /* APC_TIME_NONE when the run never started (start failed) */
+    DWORD pid;             /* 0 for builtins */
+    DWORD thread_id;       /* the worker thread that ran it */
+    int started_sent;      /* 1 once the "started" APC was queued */
+    int started_with_done; /* 1: no "started" APC; the "done" APC reports the start too */
+    int worker;            /* the worker's number (1-based) */
     /* Out, set before the "done" APC. */
     apc_run_status_t status; /* succeeded | failed | timed_out | cancelled */
     int has_exit_code;

@@ -11,7 +11,7 @@
  * line is logged on the engine thread right after the run was placed, which is the moment the
  * scheduler has decided; dispatch latency is measured from there to the hook).
  *
- * Usage: apcbench dispatch|throughput|timer|idle|pipe|proc|smoke [--quick]
+ * Usage: apcbench dispatch|throughput|timer|idle|pipe|proc|profile|smoke [--quick]
  * Output: the result lines of bench_stats.h on stdout; diagnostics on stderr.
  *
  * Threads: main() runs on the bench's main thread, which posts engine requests and is their
@@ -171,7 +171,10 @@ typedef struct eng {
     double started_wall[MAX_RUNS];
     volatile LONG nstarted;
     volatile LONG last_id;
-    HANDLE started_ev; /* auto-reset: set by every hook */
+    volatile LONG signal_at;     /* 0: the hook sets started_ev for every run; else at this count */
+    volatile LONG engine_tid;    /* the engine thread's id (seen by the log sink) */
+    volatile LONG worker_tid[9]; /* by worker number (1-based), seen by the hook */
+    HANDLE started_ev;           /* auto-reset: set by the hook (see signal_at) */
 } eng_t;
 
 /* The service log sink: runs on any engine thread. Notes when a submit was decided. */
@@ -183,6 +186,7 @@ static void eng_log(void *ctx, int level, const char *msg)
         long long id = strtoll(msg + sizeof prefix - 1, NULL, 10);
         if (id > 0 && id < MAX_RUNS)
             g->decided[id] = bench_now_us();
+        InterlockedExchange(&g->engine_tid, (LONG)GetCurrentThreadId());
         return;
     }
     if (level <= APC_ENGINE_LOG_WARNING)
@@ -194,20 +198,25 @@ static void eng_hook(void *ctx, int64_t run_id, int worker, DWORD thread_id)
 {
     eng_t *g = ctx;
     double now = bench_now_us();
-    (void)worker;
-    (void)thread_id;
+    LONG n, at;
+    if (worker > 0 && worker < 9)
+        InterlockedExchange(&g->worker_tid[worker], (LONG)thread_id);
     if (run_id > 0 && run_id < MAX_RUNS) {
         g->started[run_id] = now;
         g->started_wall[run_id] = wall_us();
     }
     InterlockedExchange(&g->last_id, (LONG)run_id);
-    InterlockedIncrement(&g->nstarted);
-    SetEvent(g->started_ev);
+    n = InterlockedIncrement(&g->nstarted);
+    /* A SetEvent is a wineserver request: a throughput burst asks for one at its end only,
+       so the benchmark's own signalling does not weigh on the engine's side. */
+    at = g->signal_at;
+    if (at == 0 || n == at)
+        SetEvent(g->started_ev);
 }
 
 /* Starts an engine on a fresh folder (under base, or %TEMP%) with the service options and the
    jobs (JSON array members) given. Exits on failure: a benchmark without its engine is void. */
-static eng_t *eng_start(const char *base, int workers, const char *jobs)
+static eng_t *eng_start_opts(const char *base, int workers, const char *jobs, int no_history)
 {
     eng_t *g = xcalloc(1, sizeof *g);
     apc_engine_opts_t o;
@@ -237,12 +246,18 @@ static eng_t *eng_start(const char *base, int workers, const char *jobs)
     o.log_ctx = g;
     o.run_hook = eng_hook;
     o.run_hook_ctx = g;
+    o.no_history = no_history;
     if (apc_engine_start(&o, &g->e, &errors) != 0) {
         fprintf(stderr, "engine start: %s\n", errors.data != NULL ? errors.data : "?");
         die("apc_engine_start");
     }
     apc_buf_free(&errors);
     return g;
+}
+
+static eng_t *eng_start(const char *base, int workers, const char *jobs)
+{
+    return eng_start_opts(base, workers, jobs, 0);
 }
 
 static void eng_stop(eng_t *g)
@@ -539,22 +554,49 @@ static double raw_rate(int n, int shaped, HANDLE th)
     return (double)n * 1e6 / (bench_now_us() - t0);
 }
 
+/* Waits alertably (answers keep arriving) until the hook has seen `target` runs start; the
+   hook signals started_ev once, at that count. Returns 0 or -1 on timeout. */
+static int wait_started(eng_t *g, LONG target, DWORD timeout_ms)
+{
+    ULONGLONG start = GetTickCount64();
+    while (g->nstarted < target) {
+        DWORD w = WaitForSingleObjectEx(g->started_ev, 1000, TRUE);
+        if (w == WAIT_FAILED || GetTickCount64() - start > timeout_ms)
+            return -1;
+    }
+    return 0;
+}
+
+/* Waits alertably until `target` answers arrived: every answer is an APC that ends the wait. */
+static int wait_answers(LONG target, DWORD timeout_ms)
+{
+    ULONGLONG start = GetTickCount64();
+    while (answers < target) {
+        if (GetTickCount64() - start > timeout_ms)
+            return -1;
+        SleepEx(1000, TRUE);
+    }
+    return 0;
+}
+
 /* Submits n noop runs at once; returns runs per second, first post to last start. */
 static double engine_rate(eng_t *g, call_t *calls, int n)
 {
     LONG base = g->nstarted, a0 = answers;
-    double t0 = bench_now_us();
+    double t0, rate;
     int i;
+    ResetEvent(g->started_ev);
+    InterlockedExchange(&g->signal_at, base + n);
+    t0 = bench_now_us();
     for (i = 0; i < n; i++)
         post(g, &calls[i], APC_OP_SUBMIT, "noop");
-    if (wait_count(&g->nstarted, base + n, 60000) != 0)
+    if (wait_started(g, base + n, 60000) != 0)
         die("the engine did not start every run within 60 s");
-    {
-        double rate = (double)n * 1e6 / (bench_now_us() - t0);
-        if (wait_count(&answers, a0 + n, 60000) != 0)
-            die("submits were not answered");
-        return rate;
-    }
+    rate = (double)n * 1e6 / (bench_now_us() - t0);
+    if (wait_answers(a0 + n, 60000) != 0)
+        die("submits were not answered");
+    InterlockedExchange(&g->signal_at, 0);
+    return rate;
 }
 
 static int bench_throughput(void)
@@ -632,6 +674,82 @@ static int bench_throughput(void)
     bench_samples_free(&shaped);
     bench_samples_free(&disk);
     bench_samples_free(&ram);
+    return 0;
+}
+
+/* ---- 2b. Profile: wineserver requests per run ---------------------------------------------- */
+
+/*
+ * A marker in a WINEDEBUG=+server trace: creating a named event is one request that carries
+ * the name, so tools/bench/run can cut the trace between two markers and count the requests
+ * of every thread in between. Runs on the main thread.
+ */
+static void mark(const wchar_t *name)
+{
+    HANDLE h = CreateEventW(NULL, FALSE, FALSE, name);
+    if (h == NULL)
+        die("CreateEventW (marker)");
+    CloseHandle(h);
+}
+
+/* Prints which thread is which, for the trace's thread ids. Runs on the main thread. */
+static void name_threads(const eng_t *g, const char *phase)
+{
+    int k;
+    printf("PROFILE %s thread %04lx main\n", phase, (unsigned long)GetCurrentThreadId());
+    printf("PROFILE %s thread %04lx engine\n", phase, (unsigned long)g->engine_tid);
+    for (k = 1; k < 9; k++)
+        if (g->worker_tid[k] != 0)
+            printf("PROFILE %s thread %04lx worker\n", phase, (unsigned long)g->worker_tid[k]);
+}
+
+/*
+ * The load-independent profile of section 2: the same burst of noop submits as the
+ * throughput benchmark (and the raw loop), bracketed by markers, meant to run under
+ * WINEDEBUG=+server. The counts come from the trace; this only does the work and names
+ * the threads. Each phase waits until the engine is quiet again (the last "done" APCs and
+ * the history commit) before its end marker.
+ */
+static int bench_profile(void)
+{
+    int n = quick ? 20 : 100;
+    call_t *calls = xcalloc((size_t)n, sizeof *calls);
+    eng_t *gd = eng_start(NULL, 2, noop_job);
+    eng_t *gn = eng_start_opts(NULL, 2, noop_job, 1);
+    HANDLE th_raw = start_thread(apc_thread, NULL);
+
+    engine_rate(gd, calls, 10); /* warm-up: every thread has run once */
+    engine_rate(gn, calls, 10);
+    SleepEx(300, TRUE);
+    printf("PROFILE runs %d\n", n);
+    printf("PROFILE raw thread %04lx main\n", (unsigned long)GetCurrentThreadId());
+    printf("PROFILE raw thread %04lx receiver\n", (unsigned long)GetThreadId(th_raw));
+    name_threads(gd, "engine");
+    name_threads(gn, "engine_nohist");
+
+    mark(L"apcbench-profile-raw-begin");
+    raw_rate(n, 0, th_raw);
+    mark(L"apcbench-profile-raw-end");
+
+    mark(L"apcbench-profile-engine-begin");
+    engine_rate(gd, calls, n);
+    SleepEx(300, TRUE); /* the last runs' "done" APCs and their commit */
+    mark(L"apcbench-profile-engine-end");
+
+    mark(L"apcbench-profile-engine_nohist-begin");
+    engine_rate(gn, calls, n);
+    SleepEx(300, TRUE);
+    mark(L"apcbench-profile-engine_nohist-end");
+    fflush(stdout);
+
+    quitting = 1;
+    QueueUserAPC(apc_quit, th_raw, 0);
+    WaitForSingleObject(th_raw, INFINITE);
+    quitting = 0;
+    CloseHandle(th_raw);
+    eng_stop(gd);
+    eng_stop(gn);
+    free(calls);
     return 0;
 }
 
@@ -1302,6 +1420,7 @@ static const struct {
     {"dispatch", bench_dispatch}, {"throughput", bench_throughput},
     {"timer", bench_timer},       {"idle", bench_idle},
     {"pipe", bench_pipe},         {"proc", bench_proc},
+    {"profile", bench_profile},
 };
 
 int main(int argc, char **argv)
@@ -1326,15 +1445,18 @@ int main(int argc, char **argv)
     if (strcmp(what, "smoke") == 0)
         quick = 1;
     for (i = 0; i < sizeof benches / sizeof benches[0]; i++) {
-        if (strcmp(what, "smoke") == 0 || strcmp(what, benches[i].name) == 0) {
+        /* The profile is meant for a +server trace (tools/bench/run), not for the smoke. */
+        if ((strcmp(what, "smoke") == 0 && strcmp(benches[i].name, "profile") != 0) ||
+            strcmp(what, benches[i].name) == 0) {
             found = 1;
             if (benches[i].fn() != 0)
                 rc = 1;
         }
     }
     if (!found) {
-        fprintf(stderr,
-                "usage: apcbench dispatch|throughput|timer|idle|pipe|proc|smoke [--quick]\n");
+        fprintf(
+            stderr,
+            "usage: apcbench dispatch|throughput|timer|idle|pipe|proc|profile|smoke [--quick]\n");
         return 2;
     }
     CloseHandle(recv_ev);
