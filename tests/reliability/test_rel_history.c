@@ -8,10 +8,10 @@
  *     (only after its row could be committed) and recorded;
  *   - the database file is read-only: the service refuses to start (exit 4) with an error
  *     naming the file, instead of running without a history;
- *   - the database file is corrupt at start: the service refuses to start (exit 4) with
- *     SQLite's diagnosis and leaves the file byte-for-byte as it was (not overwritten). It does
- *     not set the file aside and start afresh: that is reported in RESULTS.md as the store's
- *     behaviour today.
+ *   - the database file is corrupt at start: the service sets it aside byte for byte as
+ *     <name>.corrupt-<UTC time>, starts a new database and keeps scheduling (a submit is
+ *     acknowledged and recorded in the new file); the service log has the ERROR naming both
+ *     files and SQLite's diagnosis.
  *
  * Sizes: APC_REL_LOCK_S (seconds of exclusive lock, default 10).
  *
@@ -145,19 +145,6 @@ static void an_exclusive_lock_by_another_writer_delays_records_but_loses_none(vo
     assert_int_equal(e2e_svc_stop(s), 0);
 }
 
-/* Starts the service and expects it to exit with code before its pipe exists. */
-static void expect_start_failure(e2e_svc_t *s, DWORD code)
-{
-    char args[MAX_PATH + 32];
-
-    (void)snprintf(args, sizeof args, "run --config \"%s\"", s->config);
-    e2e_proc_start(&s->proc, E2E_APCSVC, args);
-    if (!e2e_proc_wait(&s->proc, E2E_START_MS))
-        fail_msg("apcsvc did not exit within %u ms", E2E_START_MS);
-    print_message("apcsvc exit %lu, stderr:\n%s\n", (unsigned long)s->proc.code, s->proc.err);
-    assert_int_equal(s->proc.code, code);
-}
-
 /*
  * Starts the service; returns 1 once its pipe exists (it runs), 0 once it exited (code in
  * s->proc.code). Fails the test if neither happens in time.
@@ -233,30 +220,95 @@ static void a_read_only_database_file_stops_the_start_with_an_error_naming_it(vo
     free(w);
 }
 
-static void a_corrupt_database_file_stops_the_start_and_is_left_untouched(void **state)
+/* Finds the one "<db>.corrupt-*" file next to db; its full path into out. Returns how many. */
+static int find_set_aside(const char *db, char *out, size_t outsz)
+{
+    char pattern[MAX_PATH + 16], dir[MAX_PATH];
+    const char *slash = strrchr(db, '\\');
+    WIN32_FIND_DATAW fd;
+    wchar_t *w;
+    HANDLE f;
+    int n = 0;
+
+    (void)snprintf(pattern, sizeof pattern, "%s.corrupt-*", db);
+    (void)snprintf(dir, sizeof dir, "%.*s", slash != NULL ? (int)(slash - db) : 0, db);
+    w = apc_utf8_to_wide(pattern);
+    assert_non_null(w);
+    f = FindFirstFileW(w, &fd);
+    free(w);
+    if (f == INVALID_HANDLE_VALUE)
+        return 0;
+    do {
+        char *name = apc_wide_to_utf8(fd.cFileName);
+        assert_non_null(name);
+        /* The -wal / -shm companions go along; the database itself has no suffix. */
+        if (strstr(name, "-wal") == NULL && strstr(name, "-shm") == NULL) {
+            (void)snprintf(out, outsz, "%s\\%s", dir, name);
+            n++;
+        }
+        free(name);
+    } while (FindNextFileW(f, &fd));
+    FindClose(f);
+    return n;
+}
+
+static void a_corrupt_database_file_is_set_aside_and_the_service_keeps_scheduling(void **state)
 {
     e2e_svc_t *s = *state;
-    char *garbage = malloc(8193), *after;
+    char *garbage = malloc(8193), *aside_bytes = NULL, *log = NULL;
+    char aside[MAX_PATH + 64], want[2048], where[64];
+    DWORD t0, start_ms;
+    rel_pipe_t p;
+    char *buf = malloc(REL_RESP_CAP);
+    int64_t id = 0;
+    int code = 0;
     size_t i;
 
     assert_non_null(garbage);
+    assert_non_null(buf);
     for (i = 0; i < 8192; i++)
         garbage[i] = (char)('A' + (i * 7) % 26);
     garbage[8192] = '\0';
     e2e_svc_init(s, "corrupt");
     e2e_svc_config(s, 1, "{\"name\": \"work\", \"builtin\": \"noop\"}");
     e2e_write_file(s->db, garbage);
-    expect_start_failure(s, 4);
-    after = e2e_slurp(s->db);
-    assert_non_null(after);
-    assert_string_equal(after, garbage); /* not overwritten, not truncated */
-    if (strstr(s->proc.err, "file is not a database") == NULL)
-        fail_msg("stderr lacks SQLite's diagnosis:\n%s", s->proc.err);
+    t0 = GetTickCount();
+    e2e_svc_start(s); /* fails the test if the service exits instead */
+    start_ms = GetTickCount() - t0;
+
+    /* It schedules: a submit is acknowledged and recorded in the NEW database. */
+    assert_int_equal(rel_pipe_open(&p, s->name, 30000), 0);
+    assert_int_equal(
+        rel_submit(&p, "{\"v\":1,\"op\":\"submit\",\"job\":\"work\"}", &id, &code, buf, 30000), 1);
+    rel_pipe_close(&p);
+    (void)snprintf(where, sizeof where, "id = %lld AND job = 'work'", (long long)id);
+    assert_int_equal(rel_count(s->db, where), 1);
+
+    /* The corrupt file is set aside, byte for byte, under the documented name. */
+    assert_int_equal(find_set_aside(s->db, aside, sizeof aside), 1);
+    aside_bytes = e2e_slurp(aside);
+    assert_non_null(aside_bytes);
+    assert_string_equal(aside_bytes, garbage);
+    assert_int_equal(strlen(aside) - strlen(s->db), strlen(".corrupt-20261126T091400Z"));
+
+    assert_int_equal(e2e_svc_stop(s), 0);
+    /* The service log (and the event log: the same text) names both files and SQLite. */
+    (void)snprintf(want, sizeof want,
+                   "ERROR history: %s is corrupt (SQLite: file is not a database "
+                   "(SQLITE_NOTADB, 26) while reading the schema version); set aside as %s; a "
+                   "new history database was started",
+                   s->db, aside);
+    log = e2e_slurp(s->log);
+    assert_non_null(log);
+    if (strstr(log, want) == NULL)
+        fail_msg("the service log lacks \"%s\":\n%s", want, log);
     rel_figure("history.corrupt",
-               "exit=%lu file_unchanged=yes set_aside=no (the service refuses to start; the "
-               "operator moves the file)",
-               (unsigned long)s->proc.code);
-    free(after);
+               "started=yes start_ms=%lu set_aside=%s byte_identical=yes submit_recorded=yes "
+               "log_names_both_files=yes",
+               (unsigned long)start_ms, strrchr(aside, '\\') + 1);
+    free(log);
+    free(aside_bytes);
+    free(buf);
     free(garbage);
 }
 
@@ -270,7 +322,7 @@ int main(void)
             a_read_only_database_file_stops_the_start_with_an_error_naming_it, e2e_svc_setup,
             e2e_svc_teardown),
         cmocka_unit_test_setup_teardown(
-            a_corrupt_database_file_stops_the_start_and_is_left_untouched, e2e_svc_setup,
+            a_corrupt_database_file_is_set_aside_and_the_service_keeps_scheduling, e2e_svc_setup,
             e2e_svc_teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
