@@ -657,16 +657,27 @@ static void arm(apc_pipesrv_t *srv, listener_t *l)
     l->pipe = apc_win_close(l->pipe);
 }
 
-/* Keeps every listener waiting for a client while we are under the connection cap. */
+/*
+ * Keeps listeners waiting for a client while connections plus waiting listeners stay within
+ * the connection cap. A waiting listener counts as a connection already: a client can connect
+ * to it at any moment, and accept_client takes every connected instance (the client has its
+ * handle by then; refusing it would only break its pipe). Counting connections alone let the
+ * listeners armed just below the cap connect APC_PIPESRV_LISTENERS - 1 clients beyond it (the
+ * flood test measured 259 connected with a cap of 256). Pipe thread.
+ */
 static void arm_listeners(apc_pipesrv_t *srv)
 {
-    size_t i;
+    size_t i, waiting = 0;
 
+    for (i = 0; i < APC_PIPESRV_LISTENERS; i++)
+        waiting += srv->lis[i].pending ? 1u : 0u;
     for (i = 0; i < APC_PIPESRV_LISTENERS; i++) {
-        if (srv->stopping || srv->nconns >= APC_PIPESRV_MAX_CONNECTIONS)
+        if (srv->stopping || srv->nconns + waiting >= APC_PIPESRV_MAX_CONNECTIONS)
             return;
-        if (!srv->lis[i].pending)
+        if (!srv->lis[i].pending) {
             arm(srv, &srv->lis[i]);
+            waiting += srv->lis[i].pending ? 1u : 0u;
+        }
     }
 }
 

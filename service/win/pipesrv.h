@@ -28,8 +28,10 @@
 
 #define APC_PIPESRV_BUFFER 65536           /* pipe in/out buffer sizes, bytes */
 #define APC_PIPESRV_DEFAULT_IDLE_MS 10000u /* a client that sends nothing is dropped */
-#define APC_PIPESRV_MAX_CONNECTIONS 256    /* beyond this, clients wait (ERROR_PIPE_BUSY) */
-#define APC_PIPESRV_LISTENERS 4            /* instances kept waiting for a client */
+/* Connected clients at most, listening instances included: with 256 connected no instance
+   listens, and further clients get ERROR_PIPE_BUSY (WaitNamedPipe waits for a free one). */
+#define APC_PIPESRV_MAX_CONNECTIONS 256
+#define APC_PIPESRV_LISTENERS 4 /* instances kept waiting for a client */
 
 typedef struct apc_pipesrv apc_pipesrv_t;
 

@@ -320,25 +320,58 @@ static void a_silent_connection_is_dropped_while_another_client_is_served(void *
     assert_still_serving(g);
 }
 
-static void a_flood_of_300_connections_leaves_the_service_serving(void **state)
+/*
+ * The pipe server serves at most APC_PIPESRV_MAX_CONNECTIONS (256) clients at once, its waiting
+ * instances included, so with 256 connected none listens and the 257th client is refused with
+ * ERROR_PIPE_BUSY. The flood must stay well inside the 10 s idle timeout: a silent client
+ * dropped meanwhile would free a slot and let an extra client in (measured before the fix:
+ * busy attempts of 400 ms each reached the timeout, 48 silent clients were dropped and 18 more
+ * connected, which is how 300 attempts once gave 277 connections).
+ */
+static void
+a_flood_of_300_connections_is_capped_at_256_and_the_service_serves_afterwards(void **state)
 {
+    enum { ATTEMPTS = 300, CAP = 256 };
     group_t *g = *state;
-    rel_pipe_t *p = calloc(300, sizeof *p);
-    int i, opened = 0;
+    rel_pipe_t *p = calloc(ATTEMPTS, sizeof *p);
+    int i, connected = 0, refused = 0, other = 0;
+    DWORD first_refusal = 0, other_rc = 0, t0, elapsed;
 
     assert_non_null(p);
-    /* The service serves at most 256 at once; the rest see ERROR_PIPE_BUSY and give up. */
-    for (i = 0; i < 300; i++)
-        if (rel_pipe_open(&p[i], g->svc.name, 300) == 0)
-            opened++;
-    for (i = 0; i < 300; i++)
+    t0 = GetTickCount();
+    /* Until the first refusal each client may wait (the server re-arms its instances after
+       each accept); the first refused one waits 2 s, showing that no instance frees up while
+       all 256 are held; the rest try once and must be refused at once. */
+    for (i = 0; i < ATTEMPTS; i++) {
+        DWORD rc = rel_pipe_open(&p[i], g->svc.name, refused == 0 ? 2000 : 0);
+        if (rc == 0) {
+            connected++;
+        } else if (rc == ERROR_PIPE_BUSY) {
+            if (refused++ == 0)
+                first_refusal = (DWORD)i;
+        } else {
+            other++;
+            other_rc = rc;
+        }
+    }
+    elapsed = GetTickCount() - t0;
+    for (i = 0; i < ATTEMPTS; i++)
         if (p[i].ev != NULL)
             rel_pipe_close(&p[i]);
     free(p);
     assert_still_serving(g);
-    rel_figure("hostile.flood", "attempted=300 connected=%d then closed; served afterwards=yes",
-               opened);
-    assert_true(opened >= 1);
+    rel_figure("hostile.flood",
+               "attempted=%d connected=%d cap=%d refused=%d refusal=ERROR_PIPE_BUSY "
+               "first_refused_attempt=%lu other_errors=%d (last %lu) flood_ms=%lu "
+               "served_after=yes",
+               ATTEMPTS, connected, CAP, refused, (unsigned long)first_refusal, other,
+               (unsigned long)other_rc, (unsigned long)elapsed);
+    /* Inside the idle timeout, or a dropped client would blur the count. */
+    assert_true(elapsed < 8000);
+    assert_int_equal(other, 0);
+    assert_int_equal(connected, CAP);
+    assert_int_equal(refused, ATTEMPTS - CAP);
+    assert_int_equal(first_refusal, CAP);
 }
 
 static void a_well_behaved_client_is_served_and_the_service_stops_cleanly(void **state)
@@ -369,7 +402,8 @@ int main(void)
         cmocka_unit_test(invalid_utf8_is_refused_as_EPROTO),
         cmocka_unit_test(deep_json_nesting_is_refused_without_a_crash),
         cmocka_unit_test(a_silent_connection_is_dropped_while_another_client_is_served),
-        cmocka_unit_test(a_flood_of_300_connections_leaves_the_service_serving),
+        cmocka_unit_test(
+            a_flood_of_300_connections_is_capped_at_256_and_the_service_serves_afterwards),
         cmocka_unit_test(a_well_behaved_client_is_served_and_the_service_stops_cleanly),
     };
     return cmocka_run_group_tests(tests, group_setup, group_teardown);

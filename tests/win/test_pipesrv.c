@@ -584,6 +584,52 @@ static void stop_with_connected_clients_ends_the_thread(void **state)
     env_stop(e);
 }
 
+/*
+ * The cap is exact: 256 clients connect, the 257th is refused with ERROR_PIPE_BUSY because no
+ * instance listens any more (waiting instances count against the cap), and once one client
+ * leaves the next one is served. The idle timeout is a minute, so no client is dropped meanwhile.
+ */
+static void the_257th_client_gets_pipe_busy_until_one_of_256_leaves(void **state)
+{
+    env_t *e = env_start(60000, NULL);
+    static const char req[] = "{\"v\":1,\"op\":\"status\"}";
+    HANDLE *h = calloc(APC_PIPESRV_MAX_CONNECTIONS, sizeof *h), extra, again;
+    char *buf = malloc(RESP_CAP);
+    DWORD code = 0;
+    int i, opened = 0;
+
+    (void)state;
+    assert_non_null(h);
+    assert_non_null(buf);
+    for (i = 0; i < APC_PIPESRV_MAX_CONNECTIONS; i++) {
+        h[i] = client_open(e->wpath);
+        opened += h[i] != INVALID_HANDLE_VALUE;
+    }
+    assert_int_equal(opened, APC_PIPESRV_MAX_CONNECTIONS);
+    extra = CreateFileW(e->wpath, GENERIC_READ | GENERIC_WRITE, 0, NULL, OPEN_EXISTING,
+                        SECURITY_SQOS_PRESENT | SECURITY_IDENTIFICATION, NULL);
+    code = extra == INVALID_HANDLE_VALUE ? GetLastError() : 0;
+    if (extra != INVALID_HANDLE_VALUE)
+        CloseHandle(extra);
+    assert_int_equal(code, ERROR_PIPE_BUSY);
+    /* Nothing frees up while all are held: WaitNamedPipe times out. */
+    assert_false(WaitNamedPipeW(e->wpath, 500));
+    assert_int_equal(GetLastError(), ERROR_SEM_TIMEOUT);
+    CloseHandle(h[0]);
+    h[0] = INVALID_HANDLE_VALUE;
+    again = client_open(e->wpath);
+    assert_true(again != INVALID_HANDLE_VALUE);
+    assert_true(client_call(again, req, sizeof(req) - 1, buf, RESP_CAP, &code) > 0);
+    assert_non_null(strstr(buf, "\"pid\""));
+    CloseHandle(again);
+    for (i = 0; i < APC_PIPESRV_MAX_CONNECTIONS; i++)
+        if (h[i] != INVALID_HANDLE_VALUE)
+            CloseHandle(h[i]);
+    free(h);
+    free(buf);
+    env_stop(e);
+}
+
 /* ---- 64 concurrent clients --------------------------------------------------------------- */
 
 #define NCLIENTS 64
@@ -741,6 +787,7 @@ int main(void)
         cmocka_unit_test(unknown_control_allow_account_fails_start),
         cmocka_unit_test(second_server_with_the_same_name_is_refused_on_windows),
         cmocka_unit_test(stop_with_connected_clients_ends_the_thread),
+        cmocka_unit_test(the_257th_client_gets_pipe_busy_until_one_of_256_leaves),
         cmocka_unit_test(sixty_four_clients_submit_3200_runs_each_recorded_once),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
