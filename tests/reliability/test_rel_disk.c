@@ -1,0 +1,266 @@
+/*
+ * test_rel_disk.c - a REALLY full disk under the REAL apcsvc.exe. The service's data folder
+ * (history database and run output) lives on a small tmpfs that tests/reliability/with-tmpfs
+ * mounts and names in APC_REL_TMPFS (its Wine path, Z:\...); the config and the service log
+ * stay on the ordinary disk, so the log can tell what happened.
+ *
+ * The check: with an @every 1s job firing and the history writing, a filler file takes every
+ * free byte (written until WriteFile fails; its error is what Wine makes of ENOSPC). For
+ * APC_REL_FULL_S seconds (default 10) the service must keep answering status and keep
+ * scheduling, while submits made meanwhile stay unanswered (their rows cannot be committed,
+ * so they must not be acknowledged). Then the filler goes, and: every fire time of the full
+ * window is in the database once, every submit is answered and its row is there once,
+ * integrity_check is ok, and the service log named the full disk ("database or disk is full")
+ * and that writing works again. The runs submitted while the disk was full wrote their output
+ * to the full disk: their rows are printed (status, error) for the report, and each must be
+ * final - a run never vanishes.
+ *
+ * Thread: the cmocka test thread, plus one thread per submit made while the disk is full.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <windows.h>
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "rel_common.h"
+
+#define SUBMITS 3
+
+typedef struct held_submit {
+    const char *name;
+    int64_t id;
+    int rc;
+    volatile LONG answered;
+    DWORD answered_at;
+} held_submit_t;
+
+/* Runs on a submit thread: one submit whose answer must wait until the disk has room. */
+static DWORD WINAPI held_submit_main(void *arg)
+{
+    held_submit_t *t = arg;
+    rel_pipe_t p;
+    char *buf = malloc(REL_RESP_CAP);
+    int code = 0;
+
+    t->rc = -2;
+    if (buf != NULL && rel_pipe_open(&p, t->name, 30000) == 0) {
+        t->rc = rel_submit(&p, "{\"v\":1,\"op\":\"submit\",\"job\":\"work\"}", &t->id, &code, buf,
+                           180000);
+        t->answered_at = GetTickCount();
+        InterlockedExchange(&t->answered, 1);
+        rel_pipe_close(&p);
+    }
+    free(buf);
+    return 0;
+}
+
+/*
+ * Fills the filesystem of dir with dir\filler: big writes, then smaller ones, down to one byte,
+ * until WriteFile refuses. Returns the bytes written; *code gets the first refusal's error.
+ */
+static int64_t fill(const char *dir, DWORD *code)
+{
+    static char chunk[65536];
+    wchar_t *path = e2e_wide("%s\\filler", dir);
+    HANDLE f;
+    DWORD size = sizeof chunk, n;
+    int64_t total = 0;
+
+    *code = 0;
+    memset(chunk, 'F', sizeof chunk);
+    f = CreateFileW(path, GENERIC_WRITE, 0, NULL, CREATE_ALWAYS, FILE_ATTRIBUTE_NORMAL, NULL);
+    free(path);
+    if (f == INVALID_HANDLE_VALUE)
+        fail_msg("cannot create %s\\filler: error %lu", dir, (unsigned long)GetLastError());
+    while (size > 0) {
+        if (WriteFile(f, chunk, size, &n, NULL) && n == size) {
+            total += n;
+            continue;
+        }
+        if (*code == 0)
+            *code = GetLastError();
+        total += n;
+        size /= 2;
+    }
+    CloseHandle(f);
+    return total;
+}
+
+/* Writes the config: history and output on the tmpfs, config and log on the ordinary disk. */
+static void config(e2e_svc_t *s, const char *data)
+{
+    char esc[MAX_PATH * 2];
+    apc_buf_t b = {0};
+
+    e2e_json_escape(data, esc, sizeof esc);
+    apc_buf_printf(&b,
+                   "{\"service\": {\"name\": \"%s\", \"workers\": 2, \"shutdown_grace\": \"2s\", "
+                   "\"history\": \"%s\\\\history.db\", \"output_dir\": \"%s\\\\runs\", "
+                   "\"log_dir\": \"logs\"},\n \"jobs\": [\n"
+                   "{\"name\": \"tick\", \"builtin\": \"noop\", \"schedule\": \"@every 1s\"},\n"
+                   "{\"name\": \"work\", \"command\": [\"%s\", \"out\", \"written while full\"]}"
+                   "\n]}\n",
+                   s->name, esc, esc, s->child);
+    assert_false(apc_buf_failed(&b));
+    e2e_write_file(s->config, b.data);
+    apc_buf_free(&b);
+}
+
+static void a_full_disk_delays_records_but_loses_none(void **state)
+{
+    e2e_svc_t *s = *state;
+    const char *data = getenv("APC_REL_TMPFS");
+    long full_s = rel_param("APC_REL_FULL_S", 10);
+    held_submit_t held[SUBMITS];
+    HANDLE th[SUBMITS];
+    char where[300], integrity[256], filler[MAX_PATH];
+    int64_t fs_bytes, full_from, full_to, before, in_window, expected, during;
+    DWORD t_full, t_free, fill_code, max_status_ms = 0;
+    wchar_t *wfiller;
+    char *log;
+    sqlite3 *db;
+    int i, statuses = 0, acked_during_full = 0, lost = 0, error_lines = 0;
+    const char *hit;
+
+    if (data == NULL || *data == '\0')
+        fail_msg("APC_REL_TMPFS is not set: run this test through tests/reliability/with-tmpfs, "
+                 "which mounts the small tmpfs it fills (CTest does; see "
+                 "tests/reliability/CMakeLists.txt)");
+    e2e_svc_init(s, "disk");
+    (void)snprintf(s->db, sizeof s->db, "%s\\history.db", data);
+    config(s, data);
+    e2e_svc_start(s);
+    if (rel_wait_count(s->db, "job = 'tick' AND status = 'succeeded'", 2, 60000) < 2)
+        fail_msg("no tick ran within 60 s");
+
+    fs_bytes = fill(data, &fill_code);
+    t_full = GetTickCount();
+    full_from = apc_win_now_ms();
+    before = rel_count(s->db, "job = 'tick'");
+    print_message("filler: %lld bytes, then WriteFile error %lu\n", (long long)fs_bytes,
+                  (unsigned long)fill_code);
+
+    memset(held, 0, sizeof held);
+    for (i = 0; i < SUBMITS; i++) {
+        held[i].name = s->name;
+        th[i] = CreateThread(NULL, 0, held_submit_main, &held[i], 0, NULL);
+        assert_non_null(th[i]);
+    }
+    /* While the disk is full: the service answers and its engine keeps going. */
+    while (GetTickCount() - t_full < (DWORD)full_s * 1000) {
+        DWORD t = GetTickCount();
+        assert_true(rel_status_ok(s->name, 30000, NULL));
+        t = GetTickCount() - t;
+        if (t > max_status_ms)
+            max_status_ms = t;
+        statuses++;
+        Sleep(500);
+    }
+    full_to = apc_win_now_ms();
+    during = rel_count(s->db, "job = 'tick'");
+    for (i = 0; i < SUBMITS; i++)
+        acked_during_full += held[i].answered != 0 && held[i].rc == 1;
+
+    (void)snprintf(filler, sizeof filler, "%s\\filler", data);
+    wfiller = e2e_wide("%s", filler);
+    assert_true(DeleteFileW(wfiller));
+    free(wfiller);
+    t_free = GetTickCount();
+
+    for (i = 0; i < SUBMITS; i++) {
+        assert_int_equal(WaitForSingleObject(th[i], 180000), WAIT_OBJECT_0);
+        CloseHandle(th[i]);
+        if (held[i].rc != 1)
+            fail_msg("submit %d made while the disk was full: rc %d, no acknowledgement", i,
+                     held[i].rc);
+        /* Answered only once the row could be committed, i.e. after the filler went. */
+        assert_true((int)(held[i].answered_at - t_free) >= -50);
+    }
+
+    /* Every fire time of the window is recorded once the backlog is written. */
+    expected = (full_to - full_from) / 1000 - 1;
+    (void)snprintf(where, sizeof where,
+                   "job = 'tick' AND scheduled_for >= %lld AND scheduled_for <= %lld",
+                   (long long)full_from, (long long)full_to);
+    in_window = rel_wait_count(s->db, where, expected, 90000);
+    for (i = 0; i < SUBMITS; i++) {
+        (void)snprintf(where, sizeof where, "id = %lld AND job = 'work'", (long long)held[i].id);
+        if (rel_count(s->db, where) != 1)
+            lost++;
+        /* The run itself wrote its output to the full disk: it must still end in a final row. */
+        (void)snprintf(where, sizeof where, "id = %lld AND status NOT IN ('queued', 'running')",
+                       (long long)held[i].id);
+        assert_int_equal(rel_wait_count(s->db, where, 1, 60000), 1);
+    }
+    db = rel_db_open(s->db);
+    assert_non_null(db);
+    {
+        sqlite3_stmt *st = NULL;
+        assert_int_equal(sqlite3_prepare_v2(db,
+                                            "SELECT id, status, coalesce(error, ''), "
+                                            "coalesce(output_tail, '') FROM runs WHERE job = "
+                                            "'work' ORDER BY id",
+                                            -1, &st, NULL),
+                         SQLITE_OK);
+        while (sqlite3_step(st) == SQLITE_ROW)
+            print_message(
+                "work run %lld: %s, error \"%s\", output tail \"%s\"\n",
+                (long long)sqlite3_column_int64(st, 0), (const char *)sqlite3_column_text(st, 1),
+                (const char *)sqlite3_column_text(st, 2), (const char *)sqlite3_column_text(st, 3));
+        sqlite3_finalize(st);
+    }
+    assert_int_equal(rel_db_int(db, "SELECT count(*) - count(DISTINCT scheduled_for) FROM runs "
+                                    "WHERE job = 'tick'"),
+                     0);
+    /* The run that ran while the disk was full could not write its output file: its row
+       says so, naming the file and the Win32 error. */
+    assert_int_equal(rel_db_int(db, "SELECT count(*) FROM runs WHERE job = 'work' AND error "
+                                    "LIKE 'writing output file %Disk full (error 112)'"),
+                     1);
+    sqlite3_close(db);
+    rel_db_integrity(s->db, integrity, sizeof integrity);
+    assert_int_equal(e2e_svc_stop(s), 0);
+    log = e2e_slurp(s->log);
+    assert_non_null(log);
+    /* One ERROR line (and event log entry) per failed attempt, with the retry backoff. */
+    for (hit = strstr(log, "history: write of "); hit != NULL;
+         hit = strstr(hit + 1, "history: write of "))
+        error_lines++;
+
+    rel_figure("history.full_disk",
+               "fs_bytes=%lld filler_error=%lu full_ms=%lld fires_in_window=%lld "
+               "expected_at_least=%lld recorded_during_full=%lld recorded_after=%lld "
+               "status_answers_during_full=%d max_status_ms=%lu acknowledged_during_full=%d "
+               "submits=%d history_error_lines=%d lost=%d",
+               (long long)fs_bytes, (unsigned long)fill_code, (long long)(full_to - full_from),
+               (long long)in_window, (long long)expected, (long long)(during - before),
+               (long long)in_window, statuses, (unsigned long)max_status_ms, acked_during_full,
+               SUBMITS, error_lines, lost);
+    /* The kernel's ENOSPC reaches a Win32 program as ERROR_DISK_FULL. */
+    assert_int_equal(fill_code, ERROR_DISK_FULL);
+    assert_int_equal(acked_during_full, 0);
+    assert_int_equal(during, before); /* nothing could be committed while the disk was full */
+    assert_true(in_window >= expected);
+    assert_int_equal(lost, 0);
+    assert_string_equal(integrity, "ok");
+    if (strstr(log, "database or disk is full (SQLITE_FULL, 13)") == NULL ||
+        strstr(log, "history: writing works again") == NULL)
+        fail_msg("the service log does not name the full disk and the recovery:\n%s", log);
+    free(log);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test_setup_teardown(a_full_disk_delays_records_but_loses_none, e2e_svc_setup,
+                                        e2e_svc_teardown),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
