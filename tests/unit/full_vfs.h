@@ -10,9 +10,10 @@
  *
  * full_vfs_install() registers the shim as the DEFAULT VFS of the process (makeDflt = 1), so
  * code that opens databases with sqlite3_open_v2(..., NULL) - apc_history_open - uses it
- * without knowing. The flag is read and written with C11-free volatile int accesses: tests set
- * it from their own thread while SQLite runs on another (a history thread), and a stale read
- * only moves the switch by one call. Thread: install once, from the test's main thread.
+ * without knowing. The flag is a plain volatile int: tests set it on their own thread while
+ * SQLite may run on another (a history thread); a stale read only moves the switch by one
+ * call, which no test depends on. Thread: install once, from the test's main thread, before
+ * any connection is opened.
  */
 #ifndef APC_TEST_FULL_VFS_H
 #define APC_TEST_FULL_VFS_H
@@ -303,7 +304,7 @@ static int full_vfs_install(void)
     memset(&full_vfs, 0, sizeof full_vfs);
     /* Version 2 covers everything SQLite calls on a default VFS here; xCurrentTimeInt64 is the
        clock it prefers. The system-call hooks of version 3 are the wrapped VFS's own business. */
-    full_vfs.iVersion = 2;
+    full_vfs.iVersion = full_real_vfs->iVersion >= 2 ? 2 : 1;
     full_vfs.szOsFile = (int)sizeof(full_file_t) + full_real_vfs->szOsFile;
     full_vfs.mxPathname = full_real_vfs->mxPathname;
     full_vfs.zName = "apc_full";
@@ -319,7 +320,8 @@ static int full_vfs_install(void)
     full_vfs.xSleep = full_sleep;
     full_vfs.xCurrentTime = full_current_time;
     full_vfs.xGetLastError = full_get_last_error;
-    full_vfs.xCurrentTimeInt64 = full_current_time64;
+    if (full_vfs.iVersion >= 2)
+        full_vfs.xCurrentTimeInt64 = full_current_time64;
     rc = sqlite3_vfs_register(&full_vfs, 1);
     if (rc != SQLITE_OK)
         full_real_vfs = NULL;

@@ -189,6 +189,18 @@ static void test_full_disk_fails_the_commit_and_keeps_earlier_batches(void **sta
     full_then_room("commit", 3, 5, NULL);
 }
 
+/* A batch larger than the page cache: SQLite spills pages to the WAL in the middle of an
+   INSERT, so the failure comes from a statement, not from COMMIT. It must still be a failure
+   of the transaction (no op at fault) and leave nothing of the batch. */
+static void test_full_disk_during_a_cache_spill_blames_no_record(void **state)
+{
+    static char pad[1001];
+
+    (void)state;
+    memset(pad, 'x', sizeof pad - 1);
+    full_then_room("spill", 10, 4000, pad);
+}
+
 /* A failed batch leaves the connection usable: a second failure, then success. */
 static void test_full_disk_twice_then_room_writes_each_row_once(void **state)
 {
@@ -217,6 +229,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_full_disk_fails_the_commit_and_keeps_earlier_batches),
+        cmocka_unit_test(test_full_disk_during_a_cache_spill_blames_no_record),
         cmocka_unit_test(test_full_disk_twice_then_room_writes_each_row_once),
     };
 
