@@ -2,6 +2,14 @@
 rem install.cmd - installs ApcSched from the folder this script is in (the unpacked ZIP), or
 rem upgrades an existing installation in place. Run it from an elevated prompt.
 rem
+rem   install.cmd [--allow-insecure-config]
+rem
+rem --allow-insecure-config is added to the service's image path (apcsvc.exe then starts even
+rem if accounts other than SYSTEM and Administrators may change apcsvc.json, and logs a
+rem warning). It is an option here and not a config key because whoever may write the config
+rem could otherwise switch its own check off. Without it, an upgrade leaves the image path as
+rem it is.
+rem
 rem   %ProgramFiles%\ApcSched   apcsvc.exe, apcctl.exe, README.md (replaced on every run)
 rem   %ProgramData%\ApcSched    apcsvc.json (copied only if there is none: NEVER overwritten),
 rem                             apcsvc.schema.json, and later history.db, runs\, logs\
@@ -23,6 +31,7 @@ rem   4  sc create failed
 rem   5  upgrade: the running service did not stop within about 120 s
 rem   6  the service did not start (see %ProgramData%\ApcSched\logs\apcsvc.log)
 rem   7  the event source could not be registered
+rem   8  an unknown option
 setlocal EnableExtensions
 
 set "NAME=apcsvc"
@@ -34,6 +43,18 @@ set "DATA=%ProgramData%\ApcSched"
 set "CFG=%DATA%\apcsvc.json"
 set "EVKEY=HKLM\SYSTEM\CurrentControlSet\Services\EventLog\Application\%SOURCE%"
 set "WARNINGS=0"
+set "EXTRA="
+
+:next_option
+if "%~1"=="" goto :options_done
+if /i "%~1"=="--allow-insecure-config" (
+  set "EXTRA= --allow-insecure-config"
+  shift
+  goto :next_option
+)
+echo install.cmd: unknown option "%~1"; the only option is --allow-insecure-config 1>&2
+exit /b 8
+:options_done
 
 rem "net session" succeeds only for an elevated administrator.
 net session >nul 2>&1
@@ -88,6 +109,7 @@ if exist "%CFG%" (
   call :copy apcsvc.json "%CFG%"
   if errorlevel 1 goto :copy_failed
   echo install.cmd: wrote the default configuration %CFG%
+  call :protect_config
 )
 
 rem --- event source ------------------------------------------------------------------------
@@ -99,11 +121,21 @@ echo install.cmd: registered event source %SOURCE%
 
 rem --- service -----------------------------------------------------------------------------
 if "%MODE%"=="upgrade" goto :configure
-sc create "%NAME%" binPath= "\"%BIN%\apcsvc.exe\" --config \"%CFG%\"" start= delayed-auto DisplayName= "%DISPLAY%" >"%TEMP%\apcsched-sc.txt" 2>&1
+sc create "%NAME%" binPath= "\"%BIN%\apcsvc.exe\" --config \"%CFG%\"%EXTRA%" start= delayed-auto DisplayName= "%DISPLAY%" >"%TEMP%\apcsched-sc.txt" 2>&1
 if errorlevel 1 goto :create_failed
-echo install.cmd: created service %NAME%: "%BIN%\apcsvc.exe" --config "%CFG%"
+echo install.cmd: created service %NAME%: "%BIN%\apcsvc.exe" --config "%CFG%"%EXTRA%
 
 :configure
+rem An upgrade with the option adds it to the existing image path (without it: unchanged).
+if "%MODE%"=="install" goto :image_done
+if "%EXTRA%"=="" goto :image_done
+sc config "%NAME%" binPath= "\"%BIN%\apcsvc.exe\" --config \"%CFG%\"%EXTRA%" >nul
+if errorlevel 1 goto :image_failed
+echo install.cmd: image path: "%BIN%\apcsvc.exe" --config "%CFG%"%EXTRA%
+goto :image_done
+:image_failed
+call :warn "sc config failed: the image path keeps its old options"
+:image_done
 sc description "%NAME%" "Runs scheduled and on-demand jobs (ApcSched). Control it with apcctl.exe; the run history is an SQLite database next to the configuration." >nul
 if errorlevel 1 call :warn "sc description failed"
 sc failure "%NAME%" reset= 86400 actions= restart/5000/restart/10000/restart/60000 >nul
@@ -127,6 +159,15 @@ rem "||" branch after every call, whatever the label returned.
 :copy
 copy /y "%SRC%%~1" "%~2" >nul
 exit /b %errorlevel%
+
+rem The configuration file the service trusts: only SYSTEM and Administrators may change it
+rem (apcsvc.exe refuses to start otherwise), Users may read it, Administrators own it.
+:protect_config
+icacls "%CFG%" /inheritance:r /grant:r *S-1-5-18:F *S-1-5-32-544:F *S-1-5-32-545:R >nul 2>&1
+if errorlevel 1 call :warn "could not set the DACL of %CFG% with icacls; the service refuses a config others may change (README.md (section Running apcsvc.exe))"
+icacls "%CFG%" /setowner *S-1-5-32-544 >nul 2>&1
+if errorlevel 1 call :warn "could not make Administrators the owner of %CFG% with icacls"
+exit /b 0
 
 :warn
 echo install.cmd: warning: %~1

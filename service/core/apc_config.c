@@ -942,7 +942,7 @@ enum {
     S_RETENTION,
     S_GRACE,
     S_CONTROL,
-    S_INSECURE,
+    S_INSECURE, /* no longer a setting: refused with where it went (see walk_service) */
     S_COMMENT,
     S_COUNT
 };
@@ -969,7 +969,6 @@ static void walk_service(ctx_t *c, const cJSON *sv)
     s->workers = 0;
     s->retention_days = 30;
     s->shutdown_grace_ms = 30 * APC_MS_PER_S;
-    s->allow_insecure_config = false;
 
     if (sv != NULL && !cJSON_IsObject(sv)) {
         report(c, &top, sv, "expected an object, got %s", kind_of(sv));
@@ -996,8 +995,15 @@ static void walk_service(ctx_t *c, const cJSON *sv)
     if (v[S_GRACE] != NULL)
         (void)get_duration(c, &at[S_GRACE], v[S_GRACE], 0, 10 * APC_MS_PER_MIN, 0,
                            &s->shutdown_grace_ms);
+    /*
+     * The switch that turns the config file's ACL check off cannot live in the checked file:
+     * whoever may write the file could switch its own check off. It is an apcsvc.exe option,
+     * whose command line (the SCM's image path) only administrators can change.
+     */
     if (v[S_INSECURE] != NULL)
-        (void)get_bool(c, &at[S_INSECURE], v[S_INSECURE], &s->allow_insecure_config);
+        report_ref(c, &at[S_INSECURE], v[S_INSECURE], 1, NULL, 0,
+                   "this setting moved to the apcsvc.exe command line (--allow-insecure-config) "
+                   "because a writable config could turn its own check off");
 
     if (s->name == NULL)
         s->name = arena_strdup(c->priv, "apcsvc");

@@ -175,7 +175,6 @@ typedef struct apc_service_config {
     int64_t shutdown_grace_ms;
     int workers;        /* 0-64; 0 = one per CPU (the runtime clamps to 1-64) */
     int retention_days; /* 0 = keep history forever */
-    bool allow_insecure_config;
 } apc_service_config_t;
 
 typedef struct apc_config {

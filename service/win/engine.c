@@ -65,6 +65,7 @@
 #include "apc_policy.h"
 #include "apc_schedule.h"
 #include "apc_time.h"
+#include "cfgacl.h"
 #include "elog.h"
 #include "histthread.h"
 #include "paths.h"
@@ -153,6 +154,7 @@ struct apc_engine {
     apc_elog_t log;
     const apc_tz_t *local_tz;
     char *config_path;
+    int config_acl; /* APC_CFGACL_*: the config file's ACL check at every reload */
     uint64_t jitter_seed;
     apc_engine_run_hook_t hook;
     void *hook_ctx;
@@ -1127,6 +1129,23 @@ static void op_reload(apc_engine_t *e, apc_engine_req_t *req)
     int64_t now = apc_win_now_ms();
     int rc;
 
+    /* Who may change the file is checked first, as at start (cfgacl.h). */
+    if (e->config_acl != APC_CFGACL_OFF) {
+        char acl[2048];
+
+        rc = apc_cfgacl_check_file(e->config_path, acl, sizeof acl);
+        if (rc == APC_EDENIED && e->config_acl == APC_CFGACL_WARN) {
+            apc_elog(&e->log, APC_ENGINE_LOG_WARNING,
+                     "engine: reload: the configuration file is not protected; used anyway "
+                     "because of --allow-insecure-config: %s",
+                     acl);
+        } else if (rc != 0) {
+            apc_elog(&e->log, APC_ENGINE_LOG_ERROR,
+                     "engine: reload refused, the old config stays: %s", acl);
+            answer_error(e, req, rc == APC_EDENIED ? APC_EINVAL : rc, acl);
+            goto cleanup;
+        }
+    }
     rc = apc_config_load(e->config_path, &nc, &diags);
     if (rc != 0) {
         apc_diags_format(&diags, &text);
@@ -1778,6 +1797,7 @@ int apc_engine_start(const apc_engine_opts_t *opts, apc_engine_t **out, apc_buf_
     e->hook = opts->run_hook;
     e->hook_ctx = opts->run_hook_ctx;
     e->config_path = apc_strdup(opts->config_path);
+    e->config_acl = opts->config_acl;
     if (e->config_path == NULL) {
         rc = APC_ENOMEM;
         put_errors(errors, "out of memory");

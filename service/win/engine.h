@@ -51,6 +51,7 @@ typedef struct apc_engine_opts {
     apc_engine_run_hook_t run_hook; /* see apc_engine_run_hook_t */
     void *run_hook_ctx;
     uint64_t jitter_seed; /* 0 = derived from the config path (stable across restarts) */
+    int config_acl;       /* APC_CFGACL_* (cfgacl.h) applied at every reload; 0 = no check */
     /* BENCHMARKS ONLY (tools/bench), never reachable from the config or the command line:
        nonzero runs the engine without a history thread or database, so "engine without
        history" is measured exactly. Nothing is recorded, nothing is recovered, run ids

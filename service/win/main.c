@@ -1,8 +1,10 @@
 /*
  * main.c - apcsvc.exe's entry point: the command line, then service mode or console mode.
  *
- *   apcsvc.exe [--config PATH] [--name NAME]        service mode (what `sc create` runs)
- *   apcsvc.exe run [--config PATH] [--name NAME]    console mode: the same engine, in front
+ *   apcsvc.exe [--config PATH] [--name NAME] [--allow-insecure-config]
+ *                                                   service mode (what `sc create` runs)
+ *   apcsvc.exe run [--config PATH] [--name NAME] [--allow-insecure-config]
+ *                                                   console mode: the same engine, in front
  *   apcsvc.exe install [--config PATH] [--name NAME]   register the service (install.c)
  *   apcsvc.exe uninstall [--name NAME]                 stop and remove it
  *   apcsvc.exe --help | --version
@@ -10,6 +12,10 @@
  * The arguments arrive as UTF-16 (wmain, linked with -municode) and are converted to UTF-8
  * once, here; everything after works in UTF-8. The only code that names the real engine is
  * the ops table below, so svc.c can be tested with a fake one.
+ *
+ * --allow-insecure-config is a command-line option and not a config key on purpose: whoever
+ * may write the config file could otherwise switch its own ACL check off (cfgacl.h). The
+ * service's command line is its image path in the SCM, which only administrators can change.
  *
  * Thread: the process' main thread (in service mode it becomes the SCM dispatcher thread).
  */
@@ -22,6 +28,7 @@
 #include "apc_config.h"
 #include "apc_protocol.h"
 #include "apc_str.h"
+#include "cfgacl.h"
 #include "engine.h"
 #include "install.h"
 #include "paths.h"
@@ -58,6 +65,10 @@ static const char usage_text[] =
     "  --name NAME      service name (default: the name the SCM started it under, else\n"
     "                   service.name of the config); console mode also stops when the event\n"
     "                   Local\\ApcSched-NAME-stop is signalled\n"
+    "  --allow-insecure-config\n"
+    "                   start even if accounts other than SYSTEM, Administrators and the\n"
+    "                   service's own account may change the config file or its folder\n"
+    "                   (then a warning is logged); without it such a file is refused\n"
     "  --help, -h       show this help and exit\n"
     "  --version        show the version and exit\n"
     "\n"
@@ -75,6 +86,7 @@ typedef struct args {
     int console;
     int help;
     int version;
+    int allow_insecure; /* --allow-insecure-config */
     const char *config;
     const char *name;
 } args_t;
@@ -108,6 +120,18 @@ static int parse_args(int argc, char **argv, args_t *a)
         }
         if (strcmp(arg, "--version") == 0) {
             a->version = 1;
+            continue;
+        }
+        if (strcmp(arg, "--allow-insecure-config") == 0) {
+            if (a->command == CMD_INSTALL || a->command == CMD_UNINSTALL) {
+                (void)fprintf(stderr,
+                              "apcsvc: --allow-insecure-config is an option of the service, not "
+                              "of %s (add it to the image path: sc config NAME binPath= ...)\n"
+                              "Try 'apcsvc --help'.\n",
+                              a->command == CMD_INSTALL ? "install" : "uninstall");
+                return APC_SVC_EXIT_CONFIG;
+            }
+            a->allow_insecure = 1;
             continue;
         }
         if (strncmp(arg, "--config", 8) == 0 && (arg[8] == '\0' || arg[8] == '=')) {
@@ -177,6 +201,9 @@ static int cmd_install(const args_t *a, const char *config)
     o.config_path = config;
     o.out = stdout;
 
+    /* The service would refuse a file others may change: say so now, while someone watches. */
+    if (apc_cfgacl_check_file(config, err, sizeof err) != 0)
+        (void)printf("apcsvc: warning: the service will refuse to start: %s\n", err);
     rc = apc_config_load(config, &cfg, &diags);
     if (rc == 0) {
         int64_t ms = cfg->service.shutdown_grace_ms + (int64_t)APC_SVC_STOP_MARGIN_MS;
@@ -319,6 +346,7 @@ int wmain(int argc, wchar_t **wargv)
     opts.out = stderr;
     opts.event_source = APC_SVCLOG_SOURCE;
     opts.control_pipe = 1;
+    opts.config_acl = a.allow_insecure ? APC_CFGACL_WARN : APC_CFGACL_ENFORCE;
 
     if (!a.console) {
         code = apc_svc_dispatch(&opts, err, sizeof err);

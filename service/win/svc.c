@@ -17,6 +17,7 @@
 #include <string.h>
 
 #include "apc_config.h"
+#include "cfgacl.h"
 #include "pipesrv.h"
 #include "apc_str.h"
 #include "paths.h"
@@ -390,9 +391,11 @@ int apc_svc_run(apc_svc_t *svc)
     apc_engine_opts_t eopts;
     apc_svclog_opts_t lopts;
     char err[1024];
+    char acl[2048]; /* the config file's ACL finding, logged once the log is open */
     const char *name;
     int rc, asked = 0, console_set = 0;
 
+    acl[0] = '\0';
     report_status(svc, SERVICE_START_PENDING, 0, APC_SVC_START_HINT_MS);
     if (!DuplicateHandle(GetCurrentProcess(), GetCurrentThread(), GetCurrentProcess(),
                          &svc->main_thread, 0, FALSE, DUPLICATE_SAME_ACCESS)) {
@@ -410,7 +413,24 @@ int apc_svc_run(apc_svc_t *svc)
     if (apc_svclog_open(&lopts, &early, err, sizeof err) != 0)
         early = NULL;
 
-    /* Step 1: the configuration, validated here so that errors name file:line:col. */
+    /*
+     * Step 1: who may change the configuration file (cfgacl.h: only SYSTEM, Administrators,
+     * TrustedInstaller and our own account), before a byte of it is used; then its content,
+     * validated here so that errors name file:line:col.
+     */
+    if (svc->opts.config_acl != APC_CFGACL_OFF) {
+        rc = apc_cfgacl_check_file(svc->config_path, acl, sizeof acl);
+        if (rc != 0 && !(rc == APC_EDENIED && svc->opts.config_acl == APC_CFGACL_WARN)) {
+            start_failed(svc, early, APC_EVENT_CONFIG_ERROR,
+                         rc == APC_EDENIED ? "the configuration file is not protected"
+                                           : "cannot read the configuration file's permissions",
+                         acl);
+            code = APC_SVC_EXIT_CONFIG;
+            goto cleanup;
+        }
+        if (rc == 0)
+            acl[0] = '\0';
+    }
     rc = apc_config_load(svc->config_path, &cfg, &diags);
     if (rc != 0) {
         apc_diags_format(&diags, &text);
@@ -440,6 +460,11 @@ int apc_svc_run(apc_svc_t *svc)
     }
     apc_svclog_close(early);
     early = NULL;
+    if (acl[0] != '\0')
+        apc_svclog_write(svc->log, APC_LOG_WARNING, "service",
+                         "the configuration file is not protected; used anyway because of "
+                         "--allow-insecure-config: %s",
+                         acl);
     if (diags.warnings > 0) {
         apc_diags_format(&diags, &text);
         apc_svclog_write(svc->log, APC_LOG_WARNING, "config", "%s", text.data ? text.data : "");
@@ -468,6 +493,7 @@ int apc_svc_run(apc_svc_t *svc)
     /* Step 3: the engine. RUNNING only once it says it really runs. */
     memset(&eopts, 0, sizeof eopts);
     eopts.config_path = svc->config_path;
+    eopts.config_acl = svc->opts.config_acl;
     eopts.local_tz = &svc->tz.tz;
     eopts.log = apc_svclog_engine_sink;
     eopts.log_ctx = svc->log;

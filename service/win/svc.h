@@ -84,6 +84,8 @@ typedef struct apc_svc_opts {
     const char *event_source;           /* APC_SVCLOG_SOURCE, or NULL for none */
     int control_pipe;                   /* 1: serve \\.\pipe\<name> (apcsvc.exe); 0 in tests
                                            that drive a fake engine */
+    int config_acl;                     /* APC_CFGACL_* (cfgacl.h): ENFORCE in apcsvc.exe, WARN
+                                           with --allow-insecure-config; 0 = OFF (tests) */
     /* Test seams, NULL in the product: every status report, and the log's clock/event log. */
     void (*status_hook)(void *ctx, const SERVICE_STATUS *st);
     void *status_hook_ctx;

@@ -11,7 +11,10 @@
  *   - configured and submitted command lines with quotes, %, ^, &, |, <, >, backslashes:
  *     an .exe receives each argument literally (the helper prints its argv), and a .bat target
  *     with a cmd.exe metacharacter is refused with an error naming the argument - the script
- *     never runs (it would leave a marker file).
+ *     never runs (it would leave a marker file);
+ *   - the config file's ACL check (service/win/cfgacl.c): a table of descriptors, each
+ *     refused or accepted as README "Security model in short" says, and the real apcsvc.exe
+ *     refusing (exit 2) a config that Everyone may write; FIGURE security.config_acl.
  *
  * Thread: the cmocka test thread; the service and its jobs are separate processes.
  */
@@ -29,6 +32,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "apc_error.h"
+#include "cfgacl.h"
 #include "rel_common.h"
 
 /* The descriptor of a kernel object or file as SDDL (owner + DACL); fails the test on error. */
@@ -309,6 +314,93 @@ static void a_batch_target_with_cmd_metacharacters_is_refused_and_never_runs(voi
     assert_int_equal(e2e_svc_stop(s), 0);
 }
 
+/* ---- The config file's ACL ------------------------------------------------------------------ */
+
+/* One descriptor and whether the check must refuse it (file or folder rules). */
+static const struct {
+    const wchar_t *sddl;
+    int folder;
+    int refuse;
+    const char *what;
+} acl_cases[] = {
+    {L"O:BAD:P(A;;FA;;;SY)(A;;FA;;;BA)(A;;FR;;;BU)", 0, 0, "installer's file DACL"},
+    {L"O:SYD:P(A;;FA;;;SY)(A;;FA;;;BA)(A;;0x1200a9;;;BU)", 0, 0, "users read+execute"},
+    {L"O:BAD:P(A;;FA;;;SY)(A;;FA;;;BA)(A;;FRFW;;;BU)", 0, 1, "users write"},
+    {L"O:BAD:P(A;;FA;;;SY)(A;;0x4;;;BU)", 0, 1, "users append only"},
+    {L"O:BAD:P(A;;FA;;;SY)(A;;GA;;;WD)", 0, 1, "everyone generic all"},
+    {L"O:BAD:P(A;;FA;;;SY)(A;;GW;;;AU)", 0, 1, "authenticated users generic write"},
+    {L"O:BAD:P(A;;FA;;;SY)(A;;WD;;;BU)", 0, 1, "users WRITE_DAC"},
+    {L"O:BAD:P(A;;FA;;;SY)(A;;WO;;;BU)", 0, 1, "users WRITE_OWNER"},
+    {L"O:BAD:P(A;;FA;;;SY)(A;;SD;;;BU)", 0, 1, "users DELETE"},
+    {L"O:BUD:P(A;;FA;;;SY)(A;;FA;;;BA)", 0, 1, "owner users"},
+    {L"O:WDD:P(A;;FA;;;SY)", 0, 1, "owner everyone"},
+    {L"O:BAD:P(A;;FA;;;SY)(A;OICIIO;FA;;;BU)", 1, 0, "inherit-only users full"},
+    {L"O:BAD:(D;;0xd0006;;;BU)(A;;FA;;;BU)", 0, 0, "same-SID deny first"},
+    {L"O:BAD:(D;;0xd0006;;;BG)(A;;FA;;;BU)", 0, 1, "other-SID deny first"},
+    {L"O:BAD:(A;;FA;;;BU)(D;;0xd0006;;;BU)", 0, 1, "deny after allow"},
+    {L"O:SYD:P(A;OICI;FA;;;SY)(A;OICI;FA;;;BA)(A;CI;0x116;;;BU)", 1, 0, "ProgramData-like folder"},
+    {L"O:BAD:P(A;;FA;;;SY)(A;;GW;;;BU)", 1, 0, "folder generic write (add only)"},
+    {L"O:BAD:P(A;;FA;;;SY)(A;;0x40;;;BU)", 1, 1, "folder FILE_DELETE_CHILD"},
+    {L"O:BAD:P(A;;FA;;;SY)(A;;FA;;;CO)(A;;FA;;;S-1-3-4)", 0, 0, "creator owner, owner rights"},
+};
+
+static void the_config_acl_check_refuses_every_writable_case_and_the_service_exits_2(void **state)
+{
+    e2e_svc_t *s = *state;
+    size_t i, n = sizeof acl_cases / sizeof acl_cases[0];
+    unsigned refused = 0, accepted = 0, wrong = 0;
+    char err[2048], args[MAX_PATH + 64];
+    PSECURITY_DESCRIPTOR sd = NULL;
+    BOOL present = FALSE, defaulted = FALSE;
+    PACL dacl = NULL;
+    wchar_t *w;
+    e2e_result_t r;
+
+    for (i = 0; i < n; i++) {
+        int rc;
+        assert_true(ConvertStringSecurityDescriptorToSecurityDescriptorW(
+            acl_cases[i].sddl, SDDL_REVISION_1, &sd, NULL));
+        rc = apc_cfgacl_check_sd(sd, acl_cases[i].folder, "C:\\cfg", NULL, err, sizeof err);
+        LocalFree(sd);
+        sd = NULL;
+        assert_true(rc == 0 || rc == APC_EDENIED);
+        if (rc == APC_EDENIED)
+            refused++;
+        else
+            accepted++;
+        if ((rc == APC_EDENIED) != acl_cases[i].refuse) {
+            wrong++;
+            print_error("%s: expected %s, got %d (%s)\n", acl_cases[i].what,
+                        acl_cases[i].refuse ? "refused" : "accepted", rc, err);
+        }
+    }
+
+    /* The real service on a file Everyone may write (what Wine reads back from o+rwx). */
+    e2e_svc_init(s, "relacl");
+    write_config(s, "", "{\"name\": \"ok\", \"builtin\": \"noop\"}");
+    assert_true(ConvertStringSecurityDescriptorToSecurityDescriptorW(
+        L"D:P(A;;FA;;;SY)(A;;FA;;;BA)(A;;FA;;;OW)(A;;0x1301ff;;;WD)", SDDL_REVISION_1, &sd, NULL));
+    assert_true(GetSecurityDescriptorDacl(sd, &present, &dacl, &defaulted));
+    w = apc_utf8_to_wide(s->config);
+    assert_non_null(w);
+    assert_int_equal(
+        SetNamedSecurityInfoW(w, SE_FILE_OBJECT,
+                              DACL_SECURITY_INFORMATION | PROTECTED_DACL_SECURITY_INFORMATION, NULL,
+                              NULL, dacl, NULL),
+        ERROR_SUCCESS);
+    LocalFree(sd);
+    (void)snprintf(args, sizeof args, "run --config \"%s\"", s->config);
+    r = e2e_run(E2E_APCSVC, args);
+    rel_figure("security.config_acl",
+               "cases=%u refused=%u accepted=%u wrong=%u service_exit_on_everyone_writable=%lu",
+               (unsigned)n, refused, accepted, wrong, (unsigned long)r.code);
+    assert_int_equal(wrong, 0);
+    assert_int_equal(r.code, 2);
+    assert_non_null(strstr(r.err, ": refused: Everyone may change this file"));
+    e2e_result_free(&r);
+    free(w);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -327,6 +419,9 @@ int main(void)
             e2e_svc_teardown),
         cmocka_unit_test_setup_teardown(
             a_batch_target_with_cmd_metacharacters_is_refused_and_never_runs, e2e_svc_setup,
+            e2e_svc_teardown),
+        cmocka_unit_test_setup_teardown(
+            the_config_acl_check_refuses_every_writable_case_and_the_service_exits_2, e2e_svc_setup,
             e2e_svc_teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

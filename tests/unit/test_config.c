@@ -104,7 +104,6 @@ static void empty_object_gives_every_service_default(void **state)
     assert_int_equal(cfg->service.retention_days, 30);
     assert_int_equal(cfg->service.shutdown_grace_ms, 30000);
     assert_null(cfg->service.control_allow[0]);
-    assert_false(cfg->service.allow_insecure_config);
     assert_int_equal(cfg->njobs, 0);
     assert_string_equal(cfg->source, FILE_NAME);
     assert_string_equal(cfg->base_dir, BASE);
@@ -143,8 +142,7 @@ static void every_job_key_is_read(void **state)
     apc_config_t *cfg = expect_valid(
         "{\"service\": {\"name\": \"svc2\", \"workers\": 8, \"history\": \"D:\\\\h.db\","
         " \"output_dir\": \"out\", \"log_dir\": \"./logs2\", \"retention_days\": 0,"
-        " \"shutdown_grace\": \"1m\", \"control_allow\": [\"BUILTIN\\\\Users\", \"ops\"],"
-        " \"allow_insecure_config\": true},"
+        " \"shutdown_grace\": \"1m\", \"control_allow\": [\"BUILTIN\\\\Users\", \"ops\"]},"
         " \"jobs\": [{\"name\": \"full\", \"command\": [\"a.exe\", \"\", \"b\"],"
         " \"schedule\": \"0 */2 * * 1-5\", \"timezone\": \"CET-1CEST,M3.5.0,M10.5.0/3\","
         " \"cwd\": \"work\", \"env\": {\"A\": \"1\", \"B\": \"\"}, \"timeout\": \"10m\","
@@ -165,7 +163,6 @@ static void every_job_key_is_read(void **state)
     assert_string_equal(cfg->service.control_allow[0], "BUILTIN\\Users");
     assert_string_equal(cfg->service.control_allow[1], "ops");
     assert_null(cfg->service.control_allow[2]);
-    assert_true(cfg->service.allow_insecure_config);
     assert_string_equal(j->argv[1], "");
     assert_string_equal(j->argv[2], "b");
     assert_null(j->argv[3]);
@@ -278,6 +275,18 @@ static void job_names_are_unique_ignoring_case(void **state)
                     "ignore case; first defined at 1:20 as \"Backup\")\n");
 }
 
+/* The ACL check's switch is an apcsvc.exe option: a file that may be written by others
+   must not be able to turn its own check off (README "Security model in short"). */
+static void
+allow_insecure_config_in_the_file_is_refused_naming_the_command_line_option(void **state)
+{
+    (void)state;
+    expect_findings("{\"service\": {\"allow_insecure_config\": false}}", APC_EINVAL,
+                    "apcsvc.json:1:14: service.allow_insecure_config: this setting moved to the "
+                    "apcsvc.exe command line (--allow-insecure-config) because a writable config "
+                    "could turn its own check off\n");
+}
+
 static void wrong_types_name_what_was_expected_and_what_came(void **state)
 {
     (void)state;
@@ -287,7 +296,9 @@ static void wrong_types_name_what_was_expected_and_what_came(void **state)
         "  \"timeout\": 30, \"overlap\": true, \"env\": [], \"output_limit\": {}}]}",
         APC_EINVAL,
         "apcsvc.json:1:25: service.workers: expected an integer 0-64, got a string\n"
-        "apcsvc.json:1:55: service.allow_insecure_config: expected true or false, got a number\n"
+        "apcsvc.json:1:30: service.allow_insecure_config: this setting moved to the apcsvc.exe "
+        "command line (--allow-insecure-config) because a writable config could turn its own "
+        "check off\n"
         "apcsvc.json:1:69: service.history: expected a path string, got a number\n"
         "apcsvc.json:2:55: jobs[0].retries: expected an integer 0-100, got a string\n"
         "apcsvc.json:3:14: jobs[0].timeout: expected a duration like \"30s\" or null, got a "
@@ -882,6 +893,8 @@ int main(void)
         cmocka_unit_test(duplicate_job_name_points_at_the_first_definition),
         cmocka_unit_test(job_names_are_unique_ignoring_case),
         cmocka_unit_test(wrong_types_name_what_was_expected_and_what_came),
+        cmocka_unit_test(
+            allow_insecure_config_in_the_file_is_refused_naming_the_command_line_option),
         cmocka_unit_test(out_of_range_values_quote_the_value_given),
         cmocka_unit_test(malformed_duration_passes_the_parsers_reason_on),
         cmocka_unit_test(enum_typo_gets_a_suggestion),
