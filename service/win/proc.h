@@ -86,7 +86,9 @@ DWORD apc_proc_pid(const apc_proc_t *p);
  * Waits alertably until the program exits, the deadline passes (apc_win_now_ms clock;
  * APC_TIME_NONE = no timeout) or *cancel becomes non-zero (set by a cancel APC that ran during
  * this very wait; cancel may be NULL). On timeout or cancel it terminates the Job Object (the
- * whole tree). Then it drains the output pipe (until EOF or APC_PROC_DRAIN_MS), closes the job
+ * whole tree). Then it drains the output pipe (until EOF or APC_PROC_DRAIN_MS; when the program
+ * ended by itself and only console hosts are left in its job, they are ended first, since under
+ * Wine they hold the pipe open - see docs/process.md), closes the job
  * (KILL_ON_JOB_CLOSE ends leftover grandchildren), appends the truncation line if bytes were
  * dropped, and fills res (free with apc_proc_result_free).
  *
