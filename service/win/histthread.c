@@ -395,6 +395,66 @@ static int collect_last(const apc_run_record_t *r, void *ctx)
     return 0;
 }
 
+/* The run id in an output file name "<digits>.log", or 0. */
+static int64_t id_of_log_name(const wchar_t *name)
+{
+    int64_t id = 0;
+    size_t i = 0;
+
+    for (; name[i] >= L'0' && name[i] <= L'9'; i++) {
+        if (id > (INT64_MAX - 9) / 10)
+            return 0;
+        id = id * 10 + (name[i] - L'0');
+    }
+    return i > 0 && _wcsicmp(name + i, L".log") == 0 ? id : 0;
+}
+
+/*
+ * Runs on the history thread: the highest run id among the output files
+ * <output folder>\<job>\<id>.log, 0 if none. Used when the database holds no run (new after a
+ * set-aside, or emptied by retention), so that the engine's ids never name an existing output
+ * file again. A folder that cannot be listed counts as empty.
+ */
+static int64_t max_output_id(const apc_histthread_t *h)
+{
+    WIN32_FIND_DATAW job, file;
+    HANDLE fj = INVALID_HANDLE_VALUE, ff;
+    size_t cap;
+    wchar_t *pat = NULL;
+    int64_t best = 0;
+
+    if (h->output_dir == NULL)
+        return 0;
+    cap = wcslen(h->output_dir) + 2 * MAX_PATH + 16;
+    pat = malloc(cap * sizeof *pat);
+    if (pat == NULL)
+        return 0;
+    (void)swprintf(pat, cap, L"%ls\\*", h->output_dir);
+    fj = FindFirstFileW(pat, &job);
+    if (fj == INVALID_HANDLE_VALUE)
+        goto cleanup;
+    do {
+        if ((job.dwFileAttributes & FILE_ATTRIBUTE_DIRECTORY) == 0 || job.cFileName[0] == L'.')
+            continue;
+        (void)swprintf(pat, cap, L"%ls\\%ls\\*.log", h->output_dir, job.cFileName);
+        ff = FindFirstFileW(pat, &file);
+        if (ff == INVALID_HANDLE_VALUE)
+            continue;
+        do {
+            int64_t id = id_of_log_name(file.cFileName);
+            if (id > best)
+                best = id;
+        } while (FindNextFileW(ff, &file));
+        (void)FindClose(ff);
+    } while (FindNextFileW(fj, &job));
+
+cleanup:
+    if (fj != INVALID_HANDLE_VALUE)
+        (void)FindClose(fj);
+    free(pat);
+    return best;
+}
+
 /* Runs on the history thread: open, recover, read what the engine needs, prune once. */
 static int boot(apc_histthread_t *h)
 {
@@ -414,14 +474,26 @@ static int boot(apc_histthread_t *h)
        old file holds stays readable in the set-aside copy. */
     rc = apc_history_open_writer(h->db_path, h->now_ms, APC_HISTORY_SET_ASIDE_CORRUPT, &h->db, info,
                                  err, errsz);
-    if (rc == 0 && info->set_aside)
-        apc_elog(&h->log, APC_ENGINE_LOG_ERROR,
-                 "history: %s is corrupt (SQLite: %s); set aside as %s; a new history database "
-                 "was started (run ids go on after %lld)",
-                 h->db_path, info->diagnosis, info->aside_path, (long long)info->max_id);
     if (rc == 0) {
         b->recovered = info->recovered;
         b->max_id = info->max_id;
+        /* An empty database (new, or emptied by retention) must not restart the ids at 1:
+           run N writes <job>\N.log, which may still be a set-aside run's output. */
+        if (b->max_id == 0) {
+            int64_t out_max = max_output_id(h);
+            if (out_max > 0) {
+                b->max_id = out_max;
+                apc_elog(&h->log, APC_ENGINE_LOG_INFO,
+                         "history: the database holds no run; run ids go on after %lld, the "
+                         "highest in the output folder",
+                         (long long)out_max);
+            }
+        }
+        if (info->set_aside)
+            apc_elog(&h->log, APC_ENGINE_LOG_ERROR,
+                     "history: %s is corrupt (SQLite: %s); set aside as %s; a new history "
+                     "database was started (run ids go on after %lld)",
+                     h->db_path, info->diagnosis, info->aside_path, (long long)b->max_id);
     }
     free(info);
     if (rc != 0)

@@ -161,10 +161,14 @@ static const char *ids_left(const char *db)
     return ids;
 }
 
-/* Starts the real history thread on db (retention in days, output folder), then stops it. */
-static void run_history_thread(const char *db, int retention_days, const char *output_dir,
-                               int64_t now_ms)
+/*
+ * Starts the real history thread on db (retention in days, output folder), then stops it.
+ * Returns the highest run id it reported to the engine (boot.max_id).
+ */
+static int64_t run_history_thread(const char *db, int retention_days, const char *output_dir,
+                                  int64_t now_ms)
 {
+    int64_t max_id;
     apc_histthread_opts_t o;
     apc_histthread_t *t = NULL;
     apc_hist_boot_t boot;
@@ -185,11 +189,13 @@ static void run_history_thread(const char *db, int retention_days, const char *o
     rc = apc_histthread_start(&o, &t, &boot, err, sizeof err);
     if (rc != 0)
         fail_msg("start: %s", err);
+    max_id = boot.max_id;
     apc_hist_boot_free(&boot);
     apc_histthread_free(t); /* stops it and waits */
     while (SleepEx(0, TRUE) == WAIT_IO_COMPLETION)
         ;
     CloseHandle(self);
+    return max_id;
 }
 
 /* ---- tests ------------------------------------------------------------------------------- */
@@ -277,7 +283,7 @@ static void a_corrupt_database_at_start_is_set_aside_logged_and_replaced(void **
 
     (void)state;
     make_file(db); /* "output\n": not a database */
-    run_history_thread(db, 0, DIR "\\out", T0);
+    assert_int_equal(run_history_thread(db, 0, DIR "\\out", T0), 0);
     (void)snprintf(line, sizeof line,
                    "0 history: %s is corrupt (SQLite: file is not a database (SQLITE_NOTADB, 26) "
                    "while reading the schema version); set aside as %s; a new history database "
@@ -286,6 +292,28 @@ static void a_corrupt_database_at_start_is_set_aside_logged_and_replaced(void **
     assert_logged(line);
     assert_true(file_exists(aside));
     assert_string_equal(ids_left(db), ""); /* a new, valid, empty database */
+}
+
+static void after_a_set_aside_run_ids_go_on_after_the_highest_output_file(void **state)
+{
+    const char *db = DIR "\\history.db";
+    char line[1024];
+
+    (void)state;
+    assert_true(CreateDirectoryW(L"" DIR "\\out\\other", NULL));
+    make_file(DIR "\\out\\job\\41.log");
+    make_file(DIR "\\out\\job\\9.log");
+    make_file(DIR "\\out\\other\\7.log");
+    make_file(DIR "\\out\\other\\99x.log"); /* not a run's file */
+    make_file(db);                          /* not a database */
+    /* The garbage file tells no id; 41.log exists, so the engine's next run is 42, not 1. */
+    assert_int_equal(run_history_thread(db, 0, DIR "\\out", T0), 41);
+    assert_logged("2 history: the database holds no run; run ids go on after 41, the highest in "
+                  "the output folder\n");
+    (void)snprintf(line, sizeof line,
+                   "a new history database was started (run ids go on after 41)\n");
+    assert_logged(line);
+    assert_true(file_exists(DIR "\\out\\job\\41.log"));
 }
 
 int main(void)
@@ -299,6 +327,8 @@ int main(void)
             teardown),
         cmocka_unit_test_setup_teardown(
             a_corrupt_database_at_start_is_set_aside_logged_and_replaced, setup, teardown),
+        cmocka_unit_test_setup_teardown(
+            after_a_set_aside_run_ids_go_on_after_the_highest_output_file, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
