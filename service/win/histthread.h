@@ -25,7 +25,9 @@
  * elsewhere keeps its file; one log line per prune counts each kind of failure).
  * A corrupt database at start (SQLITE_CORRUPT / SQLITE_NOTADB) is set aside as
  * <name>.corrupt-<UTC time> and a new one is started (apc_history_open_writer), with an
- * ERROR in the log naming both files: the service keeps scheduling.
+ * ERROR in the log naming both files: the service keeps scheduling. A database without runs
+ * (new, or emptied by retention) reports as max_id the highest <id>.log in the output folder,
+ * so run ids, and with them output file names, never repeat.
  *
  * Threads: apc_histthread_start / _free run on the thread that owns the engine; add, flush
  * and stop run on the ENGINE thread (the outbox is engine-thread state); committed and
@@ -53,8 +55,8 @@ typedef struct apc_histthread apc_histthread_t;
 
 /* What the history thread read from the database at start, for the engine. */
 typedef struct apc_hist_boot {
-    int64_t max_id;           /* apc_history_max_id() after recovery */
-    int64_t recovered;        /* runs turned from queued/running into interrupted */
+    int64_t max_id;    /* the highest run id used (database, set-aside file, output folder) */
+    int64_t recovered; /* runs turned from queued/running into interrupted */
     apc_job_state_t **states; /* every job_state row (apc_job_state_free each) */
     size_t nstates;
     apc_run_record_t **last_runs; /* the newest run of every job (apc_run_record_free each) */
