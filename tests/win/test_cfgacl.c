@@ -346,11 +346,13 @@ static void the_service_refuses_to_start_on_a_config_everyone_may_write(void **s
     set_dacl_utf8(s->config, SECURE_SDDL);
 }
 
-static void allow_insecure_config_starts_and_logs_a_warning_naming_the_finding(void **state)
+static void
+allow_insecure_config_starts_and_reloads_and_logs_warnings_naming_the_finding(void **state)
 {
     e2e_svc_t *s = *state;
     char args[MAX_PATH + 64], finding[4096], want[4200];
     DWORD start = GetTickCount();
+    e2e_result_t r;
     char *log;
 
     e2e_svc_init(s, "aclwarn");
@@ -366,16 +368,28 @@ static void allow_insecure_config_starts_and_logs_a_warning_naming_the_finding(v
             fail_msg("apcsvc %s: no control pipe within %u ms", s->name, E2E_START_MS);
         Sleep(20);
     }
+    /* A reload of the same file is taken too, with the engine's own warning. */
+    (void)snprintf(args, sizeof args, "--service %s reload", s->name);
+    r = e2e_run(E2E_APCCTL, args);
+    assert_int_equal(r.code, 0);
+    assert_string_equal(r.out, "reloaded: 1 job(s), 0 added, 0 removed\n");
+    e2e_result_free(&r);
     assert_int_equal(e2e_svc_stop(s), 0);
     (void)snprintf(finding, sizeof finding, EVERYONE_FINDING, s->config, s->config);
+    log = e2e_slurp(s->log);
+    assert_non_null(log);
     (void)snprintf(want, sizeof want,
                    " WARNING service: the configuration file is not protected; used anyway "
                    "because of --allow-insecure-config: %s\r\n",
                    finding);
-    log = e2e_slurp(s->log);
-    assert_non_null(log);
     if (strstr(log, want) == NULL)
-        fail_msg("no warning line in the log:\n%s", log);
+        fail_msg("no start warning in the log:\n%s", log);
+    (void)snprintf(want, sizeof want,
+                   " WARNING engine: reload: the configuration file is not protected; used "
+                   "anyway because of --allow-insecure-config: %s\r\n",
+                   finding);
+    if (strstr(log, want) == NULL)
+        fail_msg("no reload warning in the log:\n%s", log);
     free(log);
     set_dacl_utf8(s->config, SECURE_SDDL);
 }
@@ -435,8 +449,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(the_service_refuses_to_start_on_a_config_everyone_may_write,
                                         e2e_svc_setup, e2e_svc_teardown),
         cmocka_unit_test_setup_teardown(
-            allow_insecure_config_starts_and_logs_a_warning_naming_the_finding, e2e_svc_setup,
-            e2e_svc_teardown),
+            allow_insecure_config_starts_and_reloads_and_logs_warnings_naming_the_finding,
+            e2e_svc_setup, e2e_svc_teardown),
         cmocka_unit_test_setup_teardown(
             a_reload_of_a_config_that_became_insecure_is_refused_and_the_old_one_stays,
             e2e_svc_setup, e2e_svc_teardown),
