@@ -798,6 +798,196 @@ static void status_counts_workers_and_jobs(void **state)
     call_free(&c);
 }
 
+/* ---- Batched answers, noop's single report, the no_history benchmark option ------------ */
+
+#define BURST 20
+
+/* Posts every request without waiting, then waits alertably until all are answered. */
+static void post_all_and_wait(fx_t *f, call_t *calls, int n)
+{
+    ULONGLONG start = GetTickCount64();
+    int i, left;
+    HANDLE self = NULL;
+
+    assert_true(DuplicateHandle(GetCurrentProcess(), GetCurrentThread(), GetCurrentProcess(), &self,
+                                0, FALSE, DUPLICATE_SAME_ACCESS));
+    for (i = 0; i < n; i++) {
+        calls[i].req.reply_thread = self;
+        assert_int_equal(apc_engine_post(f->e, &calls[i].req), 0);
+    }
+    do {
+        SleepEx(100, TRUE);
+        for (i = 0, left = 0; i < n; i++)
+            left += calls[i].done ? 0 : 1;
+    } while (left > 0 && GetTickCount64() - start < 20000);
+    assert_int_equal(left, 0);
+    CloseHandle(self);
+}
+
+static void a_burst_of_noop_submits_is_answered_in_order_and_every_run_recorded_whole(void **state)
+{
+    fx_t *f = *state;
+    call_t calls[BURST];
+    int i;
+
+    write_config(f, "\"workers\": 2",
+                 "{\"name\": \"ping\", \"builtin\": \"noop\", \"overlap\": \"parallel\"}");
+    start_engine(f);
+    for (i = 0; i < BURST; i++) {
+        call_init(&calls[i], APC_OP_SUBMIT);
+        calls[i].req.in.job = "ping";
+    }
+    post_all_and_wait(f, calls, BURST);
+    /* Answered on this thread, each with its own run, ids in the order posted. */
+    for (i = 0; i < BURST; i++) {
+        assert_int_equal(calls[i].req.result, 0);
+        assert_int_equal(calls[i].done_thread, GetCurrentThreadId());
+        assert_int_equal(calls[i].req.run_id, i + 1);
+        call_free(&calls[i]);
+    }
+    /* noop reports its start and its end in one APC: every row still went queued -> running
+       -> succeeded (the store refuses a final status for a run that never ran). */
+    wait_final(f, BURST, 20000);
+    assert_int_equal(f->nrows, BURST);
+    for (i = 0; i < BURST; i++) {
+        const apc_run_record_t *r = row(f, i + 1);
+        assert_int_equal(r->status, APC_RUN_SUCCEEDED);
+        assert_true(r->worker == 1 || r->worker == 2);
+        assert_true(r->started_at != APC_TIME_NONE);
+        assert_true(r->queued_at <= r->started_at && r->started_at <= r->finished_at);
+        assert_int_equal(r->pid, 0);
+        assert_null(r->error);
+    }
+    assert_int_equal(f->hooks.n, BURST);
+}
+
+/* A second reply thread: waits alertably until told to quit (an APC). */
+static volatile LONG other_quit;
+
+static DWORD WINAPI other_reply_thread(LPVOID arg)
+{
+    (void)arg;
+    while (!other_quit)
+        SleepEx(INFINITE, TRUE);
+    return 0;
+}
+
+static void CALLBACK other_quit_apc(ULONG_PTR arg)
+{
+    (void)arg;
+    other_quit = 1;
+}
+
+/* An answer that notes, on the thread it runs on, its place among that thread's answers. */
+typedef struct ocall {
+    call_t c; /* first: on_done's ctx is the call_t */
+    int index;
+    int side; /* 0: the test thread, 1: the other reply thread */
+} ocall_t;
+
+static int order_seq[2][BURST];
+static volatile LONG order_n[2];
+
+static void on_done_ordered(apc_engine_req_t *req)
+{
+    ocall_t *o = req->ctx;
+    LONG k = order_n[o->side];
+    if (k < BURST)
+        order_seq[o->side][k] = o->index;
+    InterlockedExchange(&order_n[o->side], k + 1);
+    o->c.done_thread = GetCurrentThreadId();
+    o->c.done = 1;
+}
+
+static void answers_reach_each_reply_thread_in_the_order_posted(void **state)
+{
+    fx_t *f = *state;
+    ocall_t calls[BURST];
+    HANDLE other, self = NULL;
+    DWORD other_id;
+    ULONGLONG start;
+    int i, k, left;
+
+    write_config(f, "\"workers\": 1", "{\"name\": \"ping\", \"builtin\": \"noop\"}");
+    start_engine(f);
+    other_quit = 0;
+    order_n[0] = order_n[1] = 0;
+    other = CreateThread(NULL, 0, other_reply_thread, NULL, 0, &other_id);
+    assert_non_null(other);
+    assert_true(DuplicateHandle(GetCurrentProcess(), GetCurrentThread(), GetCurrentProcess(), &self,
+                                0, FALSE, DUPLICATE_SAME_ACCESS));
+    /* Interleaved: even requests answer to this thread, odd ones to the other; status and
+       list alternate so the answers differ. Posted back to back, they meet in few engine
+       turns, where the engine groups each thread's answers into one APC. */
+    for (i = 0; i < BURST; i++) {
+        call_init(&calls[i].c, i % 4 < 2 ? APC_OP_STATUS : APC_OP_LIST);
+        calls[i].c.req.done = on_done_ordered;
+        calls[i].c.req.ctx = &calls[i];
+        calls[i].index = i;
+        calls[i].side = i % 2;
+        calls[i].c.req.reply_thread = i % 2 == 0 ? self : other;
+    }
+    for (i = 0; i < BURST; i++)
+        assert_int_equal(apc_engine_post(f->e, &calls[i].c.req), 0);
+    start = GetTickCount64();
+    do {
+        SleepEx(100, TRUE);
+        for (i = 0, left = 0; i < BURST; i++)
+            left += calls[i].c.done ? 0 : 1;
+    } while (left > 0 && GetTickCount64() - start < 20000);
+    assert_int_equal(left, 0);
+    for (i = 0; i < BURST; i++) {
+        assert_int_equal(calls[i].c.req.result, 0);
+        assert_int_equal(calls[i].c.done_thread, i % 2 == 0 ? GetCurrentThreadId() : other_id);
+        assert_non_null(strstr(calls[i].c.req.response.data,
+                               i % 4 < 2 ? "\"workers\":1" : "\"name\":\"ping\""));
+        call_free(&calls[i].c);
+    }
+    for (k = 0; k < 2; k++) {
+        assert_int_equal(order_n[k], BURST / 2);
+        for (i = 0; i < BURST / 2; i++)
+            assert_int_equal(order_seq[k][i], 2 * i + k);
+    }
+    assert_true(QueueUserAPC(other_quit_apc, other, 0));
+    assert_int_equal(WaitForSingleObject(other, 10000), WAIT_OBJECT_0);
+    CloseHandle(other);
+    CloseHandle(self);
+}
+
+static void engine_without_history_runs_a_submit_and_writes_no_database(void **state)
+{
+    fx_t *f = *state;
+    apc_engine_opts_t o;
+    apc_buf_t errors = {0};
+    wchar_t *w;
+    int64_t id;
+
+    write_config(f, "\"workers\": 1", "{\"name\": \"ping\", \"builtin\": \"noop\"}");
+    memset(&o, 0, sizeof o);
+    o.config_path = f->config;
+    o.log = test_log;
+    o.run_hook = hook;
+    o.run_hook_ctx = &f->hooks;
+    o.no_history = 1;
+    assert_int_equal(apc_engine_start(&o, &f->e, &errors), 0);
+    apc_buf_free(&errors);
+    id = submit(f, "ping");
+    assert_int_equal(id, 1);
+    {
+        ULONGLONG start = GetTickCount64();
+        while (f->hooks.n < 1 && GetTickCount64() - start < 10000)
+            SleepEx(20, TRUE);
+    }
+    assert_int_equal(f->hooks.n, 1);
+    assert_int_equal(f->hooks.run_id[0], 1);
+    stop_engine(f);
+    /* Nothing was written: no history database, not even its folder's file. */
+    w = apc_utf8_to_wide(f->history);
+    assert_non_null(w);
+    assert_int_equal(GetFileAttributesW(w), INVALID_FILE_ATTRIBUTES);
+    free(w);
+}
+
 static void start_with_an_invalid_config_returns_every_error(void **state)
 {
     fx_t *f = *state;
@@ -855,6 +1045,13 @@ int main(void)
         cmocka_unit_test_setup_teardown(status_counts_workers_and_jobs, setup, teardown),
         cmocka_unit_test_setup_teardown(start_with_an_invalid_config_returns_every_error, setup,
                                         teardown),
+        cmocka_unit_test_setup_teardown(
+            a_burst_of_noop_submits_is_answered_in_order_and_every_run_recorded_whole, setup,
+            teardown),
+        cmocka_unit_test_setup_teardown(answers_reach_each_reply_thread_in_the_order_posted, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(engine_without_history_runs_a_submit_and_writes_no_database,
+                                        setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

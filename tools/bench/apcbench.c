@@ -602,20 +602,17 @@ static double engine_rate(eng_t *g, call_t *calls, int n)
 static int bench_throughput(void)
 {
     int n_raw = quick ? 200 : 5000, n_eng = quick ? 60 : 2000, rounds = quick ? 1 : 3, r;
-    bench_samples_t raw = {0}, shaped = {0}, disk = {0}, ram = {0};
+    bench_samples_t raw = {0}, shaped = {0}, disk = {0}, nohist = {0};
     call_t *calls = calloc((size_t)n_eng, sizeof *calls);
-    eng_t *gd = eng_start(NULL, 2, noop_job), *gr = NULL;
+    /* With history (group commit, synchronous=FULL, on disk), and exactly without: the
+       engine's no_history benchmark option runs no history thread at all. */
+    eng_t *gd = eng_start(NULL, 2, noop_job), *gn = eng_start_opts(NULL, 2, noop_job, 1);
     HANDLE th_raw = start_thread(apc_thread, NULL);
-    DWORD attr = GetFileAttributesW(L"Z:\\dev\\shm");
 
     if (calls == NULL)
         die("out of memory");
     pipe_dispatcher = start_thread(apc_thread, NULL);
     pipe_worker = start_thread(apc_thread, NULL);
-    if (attr != INVALID_FILE_ATTRIBUTES && (attr & FILE_ATTRIBUTE_DIRECTORY))
-        gr = eng_start("Z:\\dev\\shm", 2, noop_job);
-    else
-        bench_info("throughput", "no RAM folder (Z:\\dev\\shm): the in-RAM history run is skipped");
     Sleep(200);
     for (r = 0; r < rounds; r++) {
         /* Rotate the order each round so no side always runs first. */
@@ -632,8 +629,7 @@ static int bench_throughput(void)
                 bench_samples_add(&disk, engine_rate(gd, calls, n_eng));
                 break;
             default:
-                if (gr != NULL)
-                    bench_samples_add(&ram, engine_rate(gr, calls, n_eng));
+                bench_samples_add(&nohist, engine_rate(gn, calls, n_eng));
                 break;
             }
         }
@@ -643,11 +639,9 @@ static int bench_throughput(void)
     bench_result("throughput", "engine_history_disk.rate", bench_quantile(&disk, 0.5), "runs/s");
     bench_result("throughput", "engine_vs_raw_disk",
                  bench_quantile(&disk, 0.5) / bench_quantile(&raw, 0.5), "x");
-    if (gr != NULL) {
-        bench_result("throughput", "engine_history_ram.rate", bench_quantile(&ram, 0.5), "runs/s");
-        bench_result("throughput", "engine_vs_raw_ram",
-                     bench_quantile(&ram, 0.5) / bench_quantile(&raw, 0.5), "x");
-    }
+    bench_result("throughput", "engine_no_history.rate", bench_quantile(&nohist, 0.5), "runs/s");
+    bench_result("throughput", "engine_vs_raw_no_history",
+                 bench_quantile(&nohist, 0.5) / bench_quantile(&raw, 0.5), "x");
     {
         char text[160];
         snprintf(text, sizeof text,
@@ -667,89 +661,12 @@ static int bench_throughput(void)
     CloseHandle(pipe_dispatcher);
     CloseHandle(pipe_worker);
     eng_stop(gd);
-    if (gr != NULL)
-        eng_stop(gr);
+    eng_stop(gn);
     free(calls);
     bench_samples_free(&raw);
     bench_samples_free(&shaped);
     bench_samples_free(&disk);
-    bench_samples_free(&ram);
-    return 0;
-}
-
-/* ---- 2b. Profile: wineserver requests per run ---------------------------------------------- */
-
-/*
- * A marker in a WINEDEBUG=+server trace: creating a named event is one request that carries
- * the name, so tools/bench/run can cut the trace between two markers and count the requests
- * of every thread in between. Runs on the main thread.
- */
-static void mark(const wchar_t *name)
-{
-    HANDLE h = CreateEventW(NULL, FALSE, FALSE, name);
-    if (h == NULL)
-        die("CreateEventW (marker)");
-    CloseHandle(h);
-}
-
-/* Prints which thread is which, for the trace's thread ids. Runs on the main thread. */
-static void name_threads(const eng_t *g, const char *phase)
-{
-    int k;
-    printf("PROFILE %s thread %04lx main\n", phase, (unsigned long)GetCurrentThreadId());
-    printf("PROFILE %s thread %04lx engine\n", phase, (unsigned long)g->engine_tid);
-    for (k = 1; k < 9; k++)
-        if (g->worker_tid[k] != 0)
-            printf("PROFILE %s thread %04lx worker\n", phase, (unsigned long)g->worker_tid[k]);
-}
-
-/*
- * The load-independent profile of section 2: the same burst of noop submits as the
- * throughput benchmark (and the raw loop), bracketed by markers, meant to run under
- * WINEDEBUG=+server. The counts come from the trace; this only does the work and names
- * the threads. Each phase waits until the engine is quiet again (the last "done" APCs and
- * the history commit) before its end marker.
- */
-static int bench_profile(void)
-{
-    int n = quick ? 20 : 100;
-    call_t *calls = xcalloc((size_t)n, sizeof *calls);
-    eng_t *gd = eng_start(NULL, 2, noop_job);
-    eng_t *gn = eng_start_opts(NULL, 2, noop_job, 1);
-    HANDLE th_raw = start_thread(apc_thread, NULL);
-
-    engine_rate(gd, calls, 10); /* warm-up: every thread has run once */
-    engine_rate(gn, calls, 10);
-    SleepEx(300, TRUE);
-    printf("PROFILE runs %d\n", n);
-    printf("PROFILE raw thread %04lx main\n", (unsigned long)GetCurrentThreadId());
-    printf("PROFILE raw thread %04lx receiver\n", (unsigned long)GetThreadId(th_raw));
-    name_threads(gd, "engine");
-    name_threads(gn, "engine_nohist");
-
-    mark(L"apcbench-profile-raw-begin");
-    raw_rate(n, 0, th_raw);
-    mark(L"apcbench-profile-raw-end");
-
-    mark(L"apcbench-profile-engine-begin");
-    engine_rate(gd, calls, n);
-    SleepEx(300, TRUE); /* the last runs' "done" APCs and their commit */
-    mark(L"apcbench-profile-engine-end");
-
-    mark(L"apcbench-profile-engine_nohist-begin");
-    engine_rate(gn, calls, n);
-    SleepEx(300, TRUE);
-    mark(L"apcbench-profile-engine_nohist-end");
-    fflush(stdout);
-
-    quitting = 1;
-    QueueUserAPC(apc_quit, th_raw, 0);
-    WaitForSingleObject(th_raw, INFINITE);
-    quitting = 0;
-    CloseHandle(th_raw);
-    eng_stop(gd);
-    eng_stop(gn);
-    free(calls);
+    bench_samples_free(&nohist);
     return 0;
 }
 
@@ -1216,6 +1133,7 @@ static int bench_pipe(void)
     po.engine = g->e;
     po.post = apc_engine_post;
     po.history_path = g->history;
+    InterlockedExchange(&g->signal_at, MAXLONG); /* nothing waits for runs: no SetEvent */
     if (apc_pipesrv_start(&po, &srv, err, sizeof err) != 0)
         die(err);
     wpipe = apc_utf8_to_wide(apc_pipesrv_path(srv));
@@ -1408,6 +1326,151 @@ static int bench_proc(void)
     free(calls);
     bench_samples_free(&eng);
     bench_samples_free(&raw);
+    return 0;
+}
+
+/* ---- Profile (sections 2 and 6): wineserver requests per run ----------------------------- */
+
+/*
+ * A marker in a WINEDEBUG=+server trace: creating a named event is one request that carries
+ * the name, so tools/bench/run can cut the trace between two markers and count the requests
+ * of every thread in between. Runs on the main thread.
+ */
+static void mark(const wchar_t *name)
+{
+    HANDLE h = CreateEventW(NULL, FALSE, FALSE, name);
+    if (h == NULL)
+        die("CreateEventW (marker)");
+    CloseHandle(h);
+}
+
+/* Prints which thread is which, for the trace's thread ids. Runs on the main thread. */
+static void name_threads(const eng_t *g, const char *phase)
+{
+    int k;
+    printf("PROFILE %s thread %04lx main\n", phase, (unsigned long)GetCurrentThreadId());
+    printf("PROFILE %s thread %04lx engine\n", phase, (unsigned long)g->engine_tid);
+    for (k = 1; k < 9; k++)
+        if (g->worker_tid[k] != 0)
+            printf("PROFILE %s thread %04lx worker\n", phase, (unsigned long)g->worker_tid[k]);
+}
+
+/*
+ * The load-independent profile of sections 2 and 6, meant to run under WINEDEBUG=+server
+ * (tools/bench/profile cuts the trace at the markers and counts): the same burst of noop
+ * submits as the throughput benchmark through the engine with and without history, the raw
+ * QueueUserAPC loop, then `submit` round trips over the service's pipe against the raw echo
+ * server (section 6's shapes: nclients clients, one request at a time each). This only does
+ * the work and names the threads. Each engine phase waits until the engine is quiet again
+ * (the last "done" APCs and the history commit) before its end marker.
+ */
+static int bench_profile(void)
+{
+    int n = quick ? 20 : 100;
+    call_t *calls = xcalloc((size_t)n, sizeof *calls);
+    eng_t *gd = eng_start(NULL, 2, noop_job);
+    eng_t *gn = eng_start_opts(NULL, 2, noop_job, 1);
+    HANDLE th_raw = start_thread(apc_thread, NULL);
+
+    engine_rate(gd, calls, 10); /* warm-up: every thread has run once */
+    engine_rate(gn, calls, 10);
+    SleepEx(300, TRUE);
+    printf("PROFILE runs %d\n", n);
+    printf("PROFILE raw thread %04lx main\n", (unsigned long)GetCurrentThreadId());
+    printf("PROFILE raw thread %04lx receiver\n", (unsigned long)GetThreadId(th_raw));
+    name_threads(gd, "engine");
+    name_threads(gn, "engine_nohist");
+
+    mark(L"apcbench-profile-raw-begin");
+    raw_rate(n, 0, th_raw);
+    mark(L"apcbench-profile-raw-end");
+
+    mark(L"apcbench-profile-engine-begin");
+    engine_rate(gd, calls, n);
+    SleepEx(300, TRUE); /* the last runs' "done" APCs and their commit */
+    mark(L"apcbench-profile-engine-end");
+
+    mark(L"apcbench-profile-engine_nohist-begin");
+    engine_rate(gn, calls, n);
+    SleepEx(300, TRUE);
+    mark(L"apcbench-profile-engine_nohist-end");
+
+    {
+        int nclients = 4, trips = quick ? 5 : 25, i;
+        apc_pipesrv_t *srv = NULL;
+        apc_pipesrv_opts_t po;
+        apc_proto_request_t rq;
+        apc_buf_t submit = {0};
+        bench_samples_t rtt = {0};
+        char name[64], echo_name[64], err[512], first[256];
+        wchar_t *wpipe, *wecho;
+        HANDLE eth[4];
+
+        snprintf(name, sizeof name, "apcbench-prof-%lu", (unsigned long)GetCurrentProcessId());
+        snprintf(echo_name, sizeof echo_name, "\\\\.\\pipe\\apcbench-prof-echo-%lu",
+                 (unsigned long)GetCurrentProcessId());
+        memset(&po, 0, sizeof po);
+        po.name = name;
+        po.engine = gd->e;
+        po.post = apc_engine_post;
+        po.history_path = gd->history;
+        InterlockedExchange(&gd->signal_at, MAXLONG); /* nothing waits for runs: no SetEvent */
+        if (apc_pipesrv_start(&po, &srv, err, sizeof err) != 0)
+            die(err);
+        wpipe = apc_utf8_to_wide(apc_pipesrv_path(srv));
+        wecho = apc_utf8_to_wide(echo_name);
+        apc_proto_request_init(&rq, APC_OP_SUBMIT);
+        rq.job = "noop";
+        if (wpipe == NULL || wecho == NULL ||
+            apc_proto_request_encode(&rq, &submit, err, sizeof err) != 0)
+            die("pipe profile set-up");
+        /* Warm-up: the pipe thread and the clients' first connections. */
+        pipe_round(wpipe, submit.data, nclients, 2, &rtt, first, sizeof first);
+        SleepEx(300, TRUE);
+        printf("PROFILE pipe_runs %d\n", nclients * trips);
+        name_threads(gd, "pipe_submit");
+        mark(L"apcbench-profile-pipe_submit-begin");
+        pipe_round(wpipe, submit.data, nclients, trips, &rtt, first, sizeof first);
+        SleepEx(300, TRUE);
+        mark(L"apcbench-profile-pipe_submit-end");
+        if (strstr(first, "\"ok\":true") == NULL)
+            die("a submit over the pipe was not answered ok");
+
+        for (i = 0; i < nclients; i++) {
+            HANDLE p = CreateNamedPipeW(
+                wecho, PIPE_ACCESS_DUPLEX,
+                PIPE_TYPE_MESSAGE | PIPE_READMODE_MESSAGE | PIPE_WAIT | PIPE_REJECT_REMOTE_CLIENTS,
+                PIPE_UNLIMITED_INSTANCES, APC_PIPESRV_BUFFER, APC_PIPESRV_BUFFER, 0, NULL);
+            if (p == INVALID_HANDLE_VALUE)
+                die("CreateNamedPipeW");
+            eth[i] = start_thread(echo_thread, p);
+        }
+        mark(L"apcbench-profile-pipe_echo-begin");
+        pipe_round(wecho, submit.data, nclients, trips, &rtt, NULL, 0);
+        mark(L"apcbench-profile-pipe_echo-end");
+        for (i = 0; i < nclients; i++) {
+            WaitForSingleObject(eth[i], INFINITE);
+            CloseHandle(eth[i]);
+        }
+        apc_pipesrv_stop(srv);
+        if (apc_pipesrv_join(srv, 30000) != 0)
+            die("pipe server join");
+        apc_pipesrv_free(srv);
+        free(wpipe);
+        free(wecho);
+        apc_buf_free(&submit);
+        bench_samples_free(&rtt);
+    }
+    fflush(stdout);
+
+    quitting = 1;
+    QueueUserAPC(apc_quit, th_raw, 0);
+    WaitForSingleObject(th_raw, INFINITE);
+    quitting = 0;
+    CloseHandle(th_raw);
+    eng_stop(gd);
+    eng_stop(gn);
+    free(calls);
     return 0;
 }
 
