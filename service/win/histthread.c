@@ -75,7 +75,15 @@ struct apc_histthread {
     apc_history_op_t *ops; /* scratch array for apc_history_write */
     size_t ops_cap;
     int stopping;
-    int64_t stop_since_ms;
+    int stop_kick;         /* 1: the stop parcel arrived; attempt a write at once */
+    ULONGLONG stop_since;  /* GetTickCount64 when the stop parcel arrived */
+    int failing;           /* 1: the last write attempt failed as a whole (a streak) */
+    ULONGLONG fail_since;  /* when the streak began */
+    ULONGLONG fail_logged; /* when its last ERROR line was logged */
+    unsigned long fail_attempts;
+    ULONGLONG next_try; /* while failing: when the retry timer allows the next attempt */
+    DWORD retry_ms;     /* the backoff after the next failure */
+    DWORD reminder_ms;  /* at most one reminder ERROR per this interval of a streak */
     HANDLE prune_timer;
     size_t dropped_full; /* records dropped because the pending list was full */
     uint64_t lost_first; /* the lowest seq dropped unwritten (0: none); see publish() */
@@ -173,7 +181,8 @@ static void CALLBACK parcel_apc(ULONG_PTR arg)
     }
     if (p->stop && !h->stopping) {
         h->stopping = 1;
-        h->stop_since_ms = apc_win_now_ms();
+        h->stop_kick = 1;
+        h->stop_since = GetTickCount64();
     }
     free(p);
 }
@@ -207,34 +216,38 @@ static void drop_at(apc_histthread_t *h, size_t i)
 
 /*
  * Runs on the history thread: writes every pending record in one transaction. Returns 0
- * when the pending list is empty afterwards, 1 when it should be retried at once (an op at
- * fault was dropped), or a negative code when the transaction failed as a whole.
+ * when the pending list is empty afterwards (*written: how many records this call wrote), 1
+ * when it should be retried at once (an op at fault was dropped, with a log line), or a
+ * negative code when the transaction failed as a whole: then err says why and nothing is
+ * logged here - hist_main decides what of a failure streak goes to the log.
  */
-static int write_pending(apc_histthread_t *h)
+static int write_pending(apc_histthread_t *h, size_t *written, char *err, size_t errsz)
 {
-    char err[512];
     size_t n = 0;
     size_t bad;
     hrec_t *r;
     int rc;
 
+    *written = 0;
     if (h->pend_count == 0)
         return 0;
     if (h->pend_count > h->ops_cap) {
         size_t ncap = h->pend_count + h->pend_count / 2 + 16;
         apc_history_op_t *ops = realloc(h->ops, ncap * sizeof *ops);
         if (ops == NULL)
-            return APC_ENOMEM;
+            return apc_seterr(err, errsz, APC_ENOMEM, "out of memory for a batch of %zu records",
+                              h->pend_count);
         h->ops = ops;
         h->ops_cap = ncap;
     }
     for (r = h->pend_head; r != NULL; r = r->next)
         h->ops[n++] = r->op;
-    rc = apc_history_write(h->db, h->ops, n, err, sizeof err);
+    rc = apc_history_write(h->db, h->ops, n, err, errsz);
     if (rc == 0) {
         list_free(h->pend_head);
         h->pend_head = h->pend_tail = NULL;
         h->pend_count = 0;
+        *written = n;
         return 0;
     }
     bad = apc_history_failed_op(h->db);
@@ -243,7 +256,61 @@ static int write_pending(apc_histthread_t *h)
         drop_at(h, bad);
         return 1;
     }
-    apc_elog(&h->log, APC_ENGINE_LOG_ERROR, "history: write of %zu record(s) failed: %s", n, err);
+    return rc;
+}
+
+/*
+ * Runs on the history thread: one write attempt of everything pending, with the failure
+ * streak's bookkeeping and log lines. A streak logs its first failure (ERROR, SQLite's text),
+ * then at most one reminder ERROR per reminder interval, and one INFO when writing works
+ * again - never one line per attempt, so a long outage cannot flood the event log. Returns 0
+ * when nothing is pending afterwards, or the failure code.
+ */
+static int attempt_write(apc_histthread_t *h)
+{
+    char err[512];
+    size_t written = 0, total = 0;
+    ULONGLONG now;
+    int rc;
+
+    err[0] = '\0';
+    rc = write_pending(h, &written, err, sizeof err);
+    total += written;
+    while (rc == 1) {
+        rc = write_pending(h, &written, err, sizeof err);
+        total += written;
+    }
+    now = GetTickCount64();
+    if (rc == 0) {
+        if (h->failing)
+            apc_elog(&h->log, APC_ENGINE_LOG_INFO,
+                     "history: writing works again after %.1f s; %zu record(s) written",
+                     (double)(now - h->fail_since) / 1000.0, total);
+        h->failing = 0;
+        h->retry_ms = RETRY_FIRST_MS;
+        return 0;
+    }
+    if (!h->failing) {
+        h->failing = 1;
+        h->fail_since = now;
+        h->fail_attempts = 1;
+        h->fail_logged = now;
+        h->retry_ms = RETRY_FIRST_MS;
+        apc_elog(&h->log, APC_ENGINE_LOG_ERROR, "history: write of %zu record(s) failed: %s",
+                 h->pend_count, err);
+    } else {
+        h->fail_attempts++;
+        if (now - h->fail_logged >= h->reminder_ms) {
+            h->fail_logged = now;
+            apc_elog(&h->log, APC_ENGINE_LOG_ERROR,
+                     "history: still failing after %lu attempts over %.0f s: %s; %zu record(s) "
+                     "waiting",
+                     h->fail_attempts, (double)(now - h->fail_since) / 1000.0, err, h->pend_count);
+        }
+    }
+    /* The next attempt: 100 ms, doubling up to 30 s. */
+    h->next_try = now + h->retry_ms;
+    h->retry_ms = h->retry_ms >= RETRY_MAX_MS / 2 ? RETRY_MAX_MS : h->retry_ms * 2;
     return rc;
 }
 
@@ -512,13 +579,17 @@ static int boot(apc_histthread_t *h)
 /*
  * The history thread's loop: an alertable wait on the prune timer whose timeout is the next
  * retry (INFINITE when nothing is pending), then one write of everything pending.
+ *
+ *   writing --attempt fails--> failing --retry timer: attempt succeeds--> writing
+ *      ^  records arrive:         |  records arrive: only join the pending list
+ *      |  written at once         |  retry timer (100 ms doubling to 30 s): attempt
+ *      +--------------------------+  stop arrives: attempt at once, then by the timer until
+ *                                    APC_HIST_STOP_GIVE_UP_MS, then the rest is dropped
  */
 static DWORD WINAPI hist_main(LPVOID arg)
 {
     apc_histthread_t *h = arg;
-    DWORD retry_ms = RETRY_FIRST_MS;
     DWORD timeout = INFINITE;
-    int failing = 0;
 
     h->start_rc = boot(h);
     SetEvent(h->ready);
@@ -527,26 +598,29 @@ static DWORD WINAPI hist_main(LPVOID arg)
 
     for (;;) {
         DWORD w = WaitForSingleObjectEx(h->prune_timer, timeout, TRUE);
-        int rc;
+        ULONGLONG now;
+        int attempt;
 
         if (w == WAIT_OBJECT_0)
             prune(h);
         else if (w == WAIT_FAILED)
             Sleep(RETRY_FIRST_MS); /* cannot happen with a valid handle; never spin */
 
-        rc = write_pending(h);
-        while (rc == 1)
-            rc = write_pending(h);
-        if (rc == 0) {
-            if (failing)
-                apc_elog(&h->log, APC_ENGINE_LOG_INFO, "history: writing works again");
-            failing = 0;
-            retry_ms = RETRY_FIRST_MS;
-            timeout = INFINITE;
-        } else {
-            failing = 1;
-            timeout = retry_ms;
-            retry_ms = retry_ms >= RETRY_MAX_MS / 2 ? RETRY_MAX_MS : retry_ms * 2;
+        /* While failing, arriving records wait for the retry timer: an immediate attempt per
+           record would burn CPU on doomed transactions. Stop asks for one attempt at once. */
+        now = GetTickCount64();
+        attempt = !h->failing || h->stop_kick || now >= h->next_try ||
+                  (h->stopping && now - h->stop_since >= APC_HIST_STOP_GIVE_UP_MS);
+        h->stop_kick = 0;
+        if (attempt)
+            (void)attempt_write(h);
+        now = GetTickCount64();
+        timeout = INFINITE;
+        if (h->failing) {
+            ULONGLONG due = h->next_try;
+            if (h->stopping && h->stop_since + APC_HIST_STOP_GIVE_UP_MS < due)
+                due = h->stop_since + APC_HIST_STOP_GIVE_UP_MS;
+            timeout = due > now ? (DWORD)(due - now) : 0;
         }
         if (h->dropped_full > 0) {
             apc_elog(&h->log, APC_ENGINE_LOG_ERROR,
@@ -554,12 +628,12 @@ static DWORD WINAPI hist_main(LPVOID arg)
                      h->dropped_full, APC_HIST_MAX_PENDING);
             h->dropped_full = 0;
         }
-        if (h->pend_count == 0 || rc == 0)
+        if (h->pend_count == 0)
             publish(h);
         if (h->stopping) {
             if (h->pend_count == 0)
                 break;
-            if (apc_win_now_ms() - h->stop_since_ms > APC_HIST_STOP_GIVE_UP_MS) {
+            if (attempt && now - h->stop_since >= APC_HIST_STOP_GIVE_UP_MS) {
                 apc_elog(&h->log, APC_ENGINE_LOG_ERROR,
                          "history: stopping: %zu record(s) could not be written and are lost",
                          h->pend_count);
@@ -656,6 +730,8 @@ int apc_histthread_start(const apc_histthread_opts_t *opts, apc_histthread_t **o
             goto fail;
     }
     h->now_ms = opts->now_ms;
+    h->reminder_ms = opts->reminder_ms != 0 ? opts->reminder_ms : APC_HIST_REMINDER_MS;
+    h->retry_ms = RETRY_FIRST_MS;
     h->log = opts->log;
     h->ack_thread = opts->ack_thread;
     h->ack_fn = opts->ack_fn;

@@ -17,7 +17,12 @@
  *
  * On a write error the batch stays in memory (at most APC_HIST_MAX_PENDING records; beyond
  * that new records are dropped with an ERROR log line) and is retried with a backoff from
- * 100 ms doubling to 30 s. An op the store names as at fault (apc_history_failed_op: a
+ * 100 ms doubling to 30 s; records arriving meanwhile only join it (the retry timer, not
+ * their arrival, decides when to try again). A failure streak logs its first failure as an
+ * ERROR with SQLite's text, then at most one reminder ERROR per APC_HIST_REMINDER_MS
+ * ("still failing after N attempts over M s: ...; K record(s) waiting"), and one INFO when
+ * writing works again ("after M s; K record(s) written"). A stop while failing triggers one
+ * attempt at once and then retries until APC_HIST_STOP_GIVE_UP_MS. An op the store names as at fault (apc_history_failed_op: a
  * duplicate id, a run already final) is dropped with a log line and the rest retried at once.
  * Retention: runs older than service.retention_days are pruned at start and then every 24 h
  * (a waitable timer of this thread); after each pruned chunk has committed, the output files
@@ -48,6 +53,9 @@
 /* The most records kept in memory while the database cannot be written. */
 #define APC_HIST_MAX_PENDING 100000u
 
+/* While writes keep failing, at most one reminder ERROR per this interval (10 min). */
+#define APC_HIST_REMINDER_MS 600000u
+
 /* How long stop keeps retrying a failing write before it gives up and drops the records. */
 #define APC_HIST_STOP_GIVE_UP_MS 10000
 
@@ -72,6 +80,7 @@ typedef struct apc_histthread_opts {
     HANDLE ack_thread; /* the engine thread; must exist (may be suspended) */
     PAPCFUNC ack_fn;   /* queued to ack_thread after each batch is handled */
     ULONG_PTR ack_arg;
+    DWORD reminder_ms; /* 0: APC_HIST_REMINDER_MS; tests make it short */
 } apc_histthread_opts_t;
 
 /*

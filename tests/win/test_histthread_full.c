@@ -11,7 +11,10 @@
  * its retry backoff and logs "writing works again"; beyond APC_HIST_MAX_PENDING records the
  * excess is dropped AND counted in the log AND never acknowledged (regression: the committed
  * counter used to jump over dropped records, so a submit whose row was dropped was answered
- * "ok"); the records given up at stop are never acknowledged either.
+ * "ok"); the records given up at stop are never acknowledged either. A failure streak is one
+ * ERROR, then at most one reminder per interval, then one INFO - arriving records trigger no
+ * attempt of their own (regression: one ERROR and one doomed transaction per record); a stop
+ * tries at once and then keeps trying for APC_HIST_STOP_GIVE_UP_MS.
  *
  * This test process plays the engine: it calls add / flush / stop, and the thread's ack APC
  * is queued to it (it waits alertably). SQLite's cache spill is turned off for every
@@ -131,6 +134,9 @@ static void pump(DWORD ms)
         (void)SleepEx(10, TRUE);
 }
 
+/* The reminder interval the next setup gives the thread (0: the default, 10 minutes). */
+static DWORD next_reminder_ms;
+
 static int setup(void **state)
 {
     static int n;
@@ -155,12 +161,20 @@ static int setup(void **state)
     o.log.fn = sink;
     o.ack_thread = f->me;
     o.ack_fn = ack;
+    o.reminder_ms = next_reminder_ms;
+    next_reminder_ms = 0;
     rc = apc_histthread_start(&o, &f->h, &f->boot, err, sizeof err);
     if (rc != 0)
         print_error("start: %s\n", err);
     assert_int_equal(rc, 0);
     *state = f;
     return 0;
+}
+
+static int setup_reminder_every_second(void **state)
+{
+    next_reminder_ms = 1000;
+    return setup(state);
 }
 
 static int teardown(void **state)
@@ -252,16 +266,100 @@ static void test_records_stay_pending_and_unacknowledged_while_the_disk_is_full(
     assert_true(full_vfs_refusals() > refused);
     assert_int_equal(db_int(f, "SELECT count(*) FROM runs"), 0);
     assert_failure_logged(f, 5);
-    /* Retried with a backoff of 100, 200, 400 ms...: within 1 s at most 5 attempts, one line
-       each. */
-    assert_in_range(log_lines_starting("history: write of ", NULL, 0), 2, 5);
+    /* Retried with a backoff of 100, 200, 400 ms...: within 1 s up to 5 attempts, but only the
+       first failure of the streak is logged (one event-log entry, not one per attempt). */
+    assert_int_equal(log_lines_starting("history: write of ", NULL, 0), 1);
     assert_int_equal(log_lines_starting("history: writing works again", NULL, 0), 0);
 
-    /* More records keep arriving and join the pending ones. */
+    /* More records keep arriving and join the pending ones, without a line of their own. */
     last = add_runs(f, 6, 2);
     pump(300);
     assert_int_equal(apc_histthread_committed(f->h), 0);
-    assert_true(log_lines_starting("history: write of 7 record(s) failed: ", NULL, 0) >= 1);
+    assert_int_equal(log_lines_starting("history: write of ", NULL, 0), 1);
+}
+
+/* How many of the log lines contain needle. */
+static int log_lines_containing(const char *needle)
+{
+    int i, n = 0;
+
+    EnterCriticalSection(&log_lock);
+    for (i = 0; i < log_count; i++)
+        n += log_lines[i] != NULL && strstr(log_lines[i], needle) != NULL;
+    LeaveCriticalSection(&log_lock);
+    return n;
+}
+
+/*
+ * A streak of about 4 s with a record arriving every 20 ms: arrivals trigger no attempt (the
+ * retry timer does: attempts at about 0, 0.1, 0.3, 0.7, 1.5, 3.1 and 6.3 s), the first failure
+ * is one ERROR, the reminders (every 1 s here) name the attempt count, and the recovery is one
+ * INFO counting every record, each written once.
+ */
+static void
+test_a_failure_streak_logs_its_start_reminders_and_its_end_not_every_attempt(void **state)
+{
+    fixture_t *f = *state;
+    char want[200], got[1024];
+    DWORD start;
+    int64_t n = 0;
+    uint64_t last = 0;
+
+    full_vfs_set_full(1);
+    start = GetTickCount();
+    while (GetTickCount() - start < 4000) {
+        last = add_runs(f, ++n, 1);
+        (void)SleepEx(20, TRUE);
+    }
+    assert_true(n >= 100);
+    assert_int_equal(apc_histthread_committed(f->h), 0);
+    full_vfs_set_full(0);
+    (void)wait_committed(f, last, 10000);
+    assert_int_equal(apc_histthread_committed(f->h), last);
+    print_message("%lld records in %lu ms\n", (long long)n,
+                  (unsigned long)(GetTickCount() - start));
+    if (log_lines_starting("history: ", NULL, 0) != 4)
+        log_dump();
+    assert_int_equal(log_lines_starting("history: write of ", NULL, 0), 1);
+    assert_int_equal(log_lines_starting("history: still failing after ", NULL, 0), 2);
+    got[0] = '\0';
+    (void)log_lines_starting("history: still failing after ", got, sizeof got);
+    assert_true(strncmp(got, "history: still failing after 5 attempts over ", 45) == 0);
+    (void)snprintf(want, sizeof want,
+                   ": %s: database or disk is full (SQLITE_FULL, 13) while committing a batch; ",
+                   f->path);
+    assert_int_equal(log_lines_containing(want), 2);
+    assert_int_equal(log_lines_starting("history: still failing after 6 attempts over ", NULL, 0),
+                     1);
+    (void)snprintf(want, sizeof want, "; %lld record(s) written", (long long)n);
+    assert_int_equal(log_lines_starting("history: writing works again after ", NULL, 0), 1);
+    assert_int_equal(log_lines_containing(want), 1);
+    assert_int_equal(db_int(f, "SELECT count(*) FROM runs"), n);
+    assert_int_equal(db_int(f, "SELECT count(DISTINCT id) FROM runs"), n);
+    assert_int_equal(db_int(f, "SELECT max(id) FROM runs"), n);
+}
+
+/* A stop does not wait for the retry timer: it tries at once, so a disk that has room again
+   is written before the backoff's next attempt (here 1.5 s away) would come. */
+static void test_a_stop_while_failing_tries_at_once(void **state)
+{
+    fixture_t *f = *state;
+    DWORD start, w;
+
+    full_vfs_set_full(1);
+    (void)add_runs(f, 1, 3);
+    pump(1600); /* attempts at about 0, 0.1, 0.3, 0.7 and 1.5 s: the next at 3.1 s */
+    assert_int_equal(apc_histthread_committed(f->h), 0);
+    full_vfs_set_full(0);
+    start = GetTickCount();
+    assert_int_equal(apc_histthread_stop(f->h), 0);
+    w = WaitForSingleObject(apc_histthread_handle(f->h), 5000);
+    assert_int_equal(w, WAIT_OBJECT_0);
+    print_message("ended %lu ms after the stop\n", (unsigned long)(GetTickCount() - start));
+    assert_true(GetTickCount() - start < 800);
+    pump(50);
+    assert_int_equal(apc_histthread_committed(f->h), 3);
+    assert_int_equal(db_int(f, "SELECT count(*) FROM runs"), 3);
 }
 
 static void test_every_record_is_written_once_when_the_disk_has_room_again(void **state)
@@ -335,16 +433,21 @@ static void test_records_given_up_at_stop_are_never_acknowledged(void **state)
 {
     fixture_t *f = *state;
     uint64_t last;
-    DWORD w;
+    DWORD w, start;
 
     last = add_runs(f, 1, 2);
     (void)wait_committed(f, last, 5000);
     assert_int_equal(apc_histthread_committed(f->h), 2);
     full_vfs_set_full(1);
     (void)add_runs(f, 3, 2);
+    start = GetTickCount();
     assert_int_equal(apc_histthread_stop(f->h), 0);
     w = WaitForSingleObject(apc_histthread_handle(f->h), APC_HIST_STOP_GIVE_UP_MS + 35000);
     assert_int_equal(w, WAIT_OBJECT_0);
+    /* It kept trying for the whole give-up time, and not (much) longer. */
+    print_message("gave up %lu ms after the stop\n", (unsigned long)(GetTickCount() - start));
+    assert_in_range(GetTickCount() - start, APC_HIST_STOP_GIVE_UP_MS - 50,
+                    APC_HIST_STOP_GIVE_UP_MS + 2000);
     pump(50);
     assert_int_equal(apc_histthread_committed(f->h), 2);
     assert_int_equal(
@@ -374,6 +477,10 @@ int main(void)
             teardown),
         cmocka_unit_test_setup_teardown(test_records_given_up_at_stop_are_never_acknowledged, setup,
                                         teardown),
+        cmocka_unit_test_setup_teardown(
+            test_a_failure_streak_logs_its_start_reminders_and_its_end_not_every_attempt,
+            setup_reminder_every_second, teardown),
+        cmocka_unit_test_setup_teardown(test_a_stop_while_failing_tries_at_once, setup, teardown),
     };
     int rc;
 
