@@ -231,7 +231,7 @@ static void a_garbage_file_is_set_aside_byte_for_byte_and_a_new_database_starts(
     apc_history_start_t info;
     apc_history_t *h;
     apc_history_op_t op;
-    char want[300];
+    char want[600];
     size_t n = 0;
     char *g = garbage(&n);
 
@@ -260,7 +260,7 @@ static void the_wal_and_shm_of_a_corrupt_file_go_with_it_under_the_sqlite_names(
     const char *path = fresh("walshm");
     apc_history_start_t info;
     apc_history_t *h;
-    char p[400], want[300];
+    char p[700], want[600];
     size_t n = 0;
     char *g = garbage(&n);
 
@@ -291,7 +291,7 @@ a_database_with_a_smashed_index_page_is_set_aside_and_its_ids_are_not_reused(voi
     const char *path = fresh("smashed");
     apc_history_start_t info;
     apc_history_t *h;
-    char want[300];
+    char want[600];
     char *before;
     size_t n = 0;
 
@@ -318,7 +318,7 @@ a_database_with_a_smashed_index_page_is_set_aside_and_its_ids_are_not_reused(voi
 static void an_existing_set_aside_name_is_never_overwritten(void **state)
 {
     const char *path = fresh("taken");
-    char taken[300], taken_wal[300], aside[300], want[300];
+    char taken[300], taken_wal[300], aside[300], want[600];
 
     (void)state;
     (void)snprintf(taken, sizeof taken, "%s.corrupt-" T0_STAMP, path);
@@ -391,7 +391,7 @@ static void a_valid_database_of_another_program_is_not_set_aside(void **state)
     apc_history_start_t info;
     apc_history_t *h = NULL;
     sqlite3 *db = NULL;
-    char want[300];
+    char want[600];
 
     (void)state;
     assert_int_equal(sqlite3_open(path, &db), SQLITE_OK);
@@ -416,7 +416,7 @@ static void without_the_flag_a_corrupt_file_stops_the_open_and_stays(void **stat
     apc_history_t *h = NULL;
     size_t n = 0;
     char *g = garbage(&n);
-    char want[300];
+    char want[600];
 
     (void)state;
     write_bytes(path, g, n);
