@@ -632,7 +632,8 @@ static int configure_writer(apc_history_t *h, char *err, size_t errsz)
  * apc_history_open_writer() can tell a corrupt file from a busy one; the caller
  * closes it either way.
  */
-static int open_conn(const char *path, int mode, apc_history_t **out, char *err, size_t errsz)
+static int open_conn(const char *path, const char *uri, int mode, apc_history_t **out, char *err,
+                     size_t errsz)
 {
     apc_history_t *h = NULL;
     int64_t version = 0;
@@ -652,7 +653,9 @@ static int open_conn(const char *path, int mode, apc_history_t **out, char *err,
     *out = h;
     flags = SQLITE_OPEN_NOMUTEX;
     flags |= h->readonly ? SQLITE_OPEN_READONLY : SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE;
-    rc = sqlite3_open_v2(path, &h->db, flags, NULL);
+    if (uri != NULL)
+        flags |= SQLITE_OPEN_URI;
+    rc = sqlite3_open_v2(uri != NULL ? uri : path, &h->db, flags, NULL);
     if (rc != SQLITE_OK)
         return dberr(h, rc, err, errsz, "opening the database");
     rc = sqlite3_busy_timeout(h->db, 5000);
@@ -677,7 +680,7 @@ int apc_history_open(const char *path, int mode, apc_history_t **out, char *err,
     if (path == NULL || *path == '\0' || out == NULL ||
         (mode != APC_HISTORY_READWRITE && mode != APC_HISTORY_READONLY))
         return apc_seterr(err, errsz, APC_EINVAL, "apc_history_open: invalid argument");
-    ret = open_conn(path, mode, &h, err, errsz);
+    ret = open_conn(path, NULL, mode, &h, err, errsz);
     if (ret != 0) {
         apc_history_close(h);
         return ret;
@@ -788,6 +791,76 @@ static int start_steps(apc_history_t *h, int64_t now_ms, apc_history_start_t *in
     return ret;
 }
 
+/*
+ * "file:" URI of path with immutable=1: separators as '/', a drive letter after a '/', and the
+ * characters URIs reserve ('%', '?', '#') percent-encoded. Returns NULL without memory.
+ */
+static char *immutable_uri(const char *path)
+{
+    size_t len = strlen(path), i, o = 0;
+    char *uri = malloc(len * 3 + 32);
+
+    if (uri == NULL)
+        return NULL;
+    o += (size_t)sprintf(uri, "file:%s", path[0] != '\0' && path[1] == ':' ? "/" : "");
+    for (i = 0; i < len; i++) {
+        unsigned char c = (unsigned char)path[i];
+        if (c == '%' || c == '?' || c == '#')
+            o += (size_t)sprintf(uri + o, "%%%02X", c);
+        else
+            uri[o++] = c == '\\' ? '/' : (char)c;
+    }
+    (void)strcpy(uri + o, "?immutable=1");
+    return uri;
+}
+
+/*
+ * The read-only start (APC_HISTORY_ALLOW_READ_ONLY): opens path READONLY and reads the
+ * highest id. A WAL database on a read-only FILESYSTEM cannot be read the normal way (SQLite
+ * must create its -wal / -shm companions: SQLITE_CANTOPEN); then, and only if no -wal file
+ * exists, it is opened immutable=1: without a WAL the file itself holds every committed row,
+ * and a read-only filesystem cannot change it under us. A -wal left by a crash may hold
+ * committed rows the file lacks: reading around it could reuse run ids, so that is refused.
+ */
+static int open_read_only_start(const char *path, apc_history_t **out, apc_history_start_t *info,
+                                char *err, size_t errsz)
+{
+    apc_history_t *h = NULL;
+    char *uri = NULL;
+    int ret;
+
+    ret = open_conn(path, NULL, APC_HISTORY_READONLY, &h, err, errsz);
+    if (ret != 0 && h != NULL && (h->last_rc & 0xff) == SQLITE_CANTOPEN) {
+        char wal[1040];
+
+        (void)snprintf(wal, sizeof wal, "%s-wal", path);
+        if (path_exists(wal)) {
+            ret = apc_seterr(err, errsz, APC_EDB,
+                             "%s: cannot be read without writing its -wal file (%s): it may "
+                             "hold committed runs",
+                             path, wal);
+        } else {
+            apc_history_close(h);
+            h = NULL;
+            uri = immutable_uri(path);
+            if (uri == NULL)
+                ret = apc_seterr(err, errsz, APC_ENOMEM, "%s: out of memory", path);
+            else
+                ret = open_conn(path, uri, APC_HISTORY_READONLY, &h, err, errsz);
+        }
+    }
+    if (ret == 0)
+        ret = apc_history_max_id(h, &info->max_id, err, errsz);
+    free(uri);
+    if (ret != 0) {
+        apc_history_close(h);
+        return ret;
+    }
+    info->read_only = 1;
+    *out = h;
+    return 0;
+}
+
 int apc_history_open_writer(const char *path, int64_t now_ms, unsigned flags, apc_history_t **out,
                             apc_history_start_t *info, char *err, size_t errsz)
 {
@@ -802,10 +875,34 @@ int apc_history_open_writer(const char *path, int64_t now_ms, unsigned flags, ap
         memset(info, 0, sizeof *info);
     if (path == NULL || *path == '\0' || out == NULL || info == NULL)
         return apc_seterr(err, errsz, APC_EINVAL, "apc_history_open_writer: invalid argument");
-    ret = open_conn(path, APC_HISTORY_READWRITE, &h, err, errsz);
+    ret = open_conn(path, NULL, APC_HISTORY_READWRITE, &h, err, errsz);
     if (ret == 0)
         ret = start_steps(h, now_ms, info, err, errsz);
     if (ret == 0) {
+        *out = h;
+        return 0;
+    }
+    /* Read-write was asked but SQLite could open the file only read-only (a read-only file
+       or filesystem): start from what it holds, if the caller can live with that. */
+    if ((flags & APC_HISTORY_ALLOW_READ_ONLY) != 0 && h != NULL && h->db != NULL &&
+        sqlite3_db_readonly(h->db, "main") == 1) {
+        size_t plen = strlen(path);
+        const char *d = err;
+
+        if (strncmp(d, path, plen) == 0 && d[plen] == ':' && d[plen + 1] == ' ')
+            d += plen + 2;
+        (void)snprintf(diag, sizeof diag, "%s", d);
+        apc_history_close(h);
+        h = NULL;
+        ret = open_read_only_start(path, &h, info, err, errsz);
+        if (ret != 0) {
+            char why[512];
+
+            (void)snprintf(why, sizeof why, "%s", err);
+            return apc_seterr(err, errsz, ret, "%s: %s; it cannot be read either: %s", path, diag,
+                              why);
+        }
+        (void)snprintf(info->diagnosis, sizeof info->diagnosis, "%s", diag);
         *out = h;
         return 0;
     }
@@ -845,7 +942,7 @@ int apc_history_open_writer(const char *path, int64_t now_ms, unsigned flags, ap
         (void)snprintf(info->diagnosis, sizeof info->diagnosis, "%s", d);
     }
     info->salvaged_max_id = salvaged;
-    ret = open_conn(path, APC_HISTORY_READWRITE, &h, err, errsz);
+    ret = open_conn(path, NULL, APC_HISTORY_READWRITE, &h, err, errsz);
     if (ret == 0)
         ret = start_steps(h, now_ms, info, err, errsz);
     if (ret != 0) {

@@ -158,6 +158,9 @@ int apc_history_open(const char *path, int mode, apc_history_t **out, char *err,
 
 /* apc_history_open_writer() flag: set a corrupt file aside and start a new database. */
 #define APC_HISTORY_SET_ASIDE_CORRUPT 0x1u
+/* apc_history_open_writer() flag: a file SQLite can only open read-only (read-only file or
+   filesystem) is opened READONLY, without recovery, and info->read_only says so. */
+#define APC_HISTORY_ALLOW_READ_ONLY 0x2u
 
 /* What apc_history_open_writer() did; filled on success. */
 typedef struct apc_history_start {
@@ -170,6 +173,9 @@ typedef struct apc_history_start {
     char aside_path[1024];   /* its new name ("-wal" / "-shm" of the set-aside copy beside it) */
     char diagnosis[512];     /* SQLite's diagnosis, e.g. "file is not a database (...) while" */
     int64_t salvaged_max_id; /* highest id read from the corrupt file, 0 if none was readable */
+    /* 1 (APC_HISTORY_ALLOW_READ_ONLY): the handle is READONLY, nothing was recovered
+       (recovered is 0), diagnosis says why it could not be written. */
+    int read_only;
 } apc_history_start_t;
 
 /*
@@ -182,7 +188,11 @@ typedef struct apc_history_start {
  * -wal / -shm are set aside with apc_history_set_aside(), and a new database is
  * created at path and started the same way; info->set_aside says so. Returns
  * 0, or the error of the step that failed (APC_EDB ...; a failed set-aside adds
- * "; it could not be set aside: ..." to the diagnosis). Writer thread only.
+ * "; it could not be set aside: ..." to the diagnosis). With
+ * APC_HISTORY_ALLOW_READ_ONLY, a file SQLite opens only read-only is opened READONLY
+ * instead (immutable=1 on a read-only filesystem, only when no -wal file exists), its highest
+ * id read, and info->read_only set: the caller must write nothing with that handle and run
+ * the recovery later by opening again. Writer thread only.
  */
 int apc_history_open_writer(const char *path, int64_t now_ms, unsigned flags, apc_history_t **out,
                             apc_history_start_t *info, char *err, size_t errsz);

@@ -77,6 +77,8 @@ struct apc_histthread {
     int stopping;
     int stop_kick;         /* 1: the stop parcel arrived; attempt a write at once */
     ULONGLONG stop_since;  /* GetTickCount64 when the stop parcel arrived */
+    int db_read_only;      /* 1: started on a read-only file: h->db is READONLY, no recovery yet */
+    int prune_due;         /* 1: a prune waits for the file to become writable */
     int failing;           /* 1: the last write attempt failed as a whole (a streak) */
     ULONGLONG fail_since;  /* when the streak began */
     ULONGLONG fail_logged; /* when its last ERROR line was logged */
@@ -260,6 +262,38 @@ static int write_pending(apc_histthread_t *h, size_t *written, char *err, size_t
 }
 
 /*
+ * Runs on the history thread, after a read-only start: opens the database read-write again,
+ * which also runs the recovery the start had to leave out (runs left queued/running by the
+ * last service marked interrupted, at the start time: the engine has not written any row of
+ * its own yet - those are all pending). On success the read-only handle is replaced.
+ */
+static int reopen_writable(apc_histthread_t *h, char *err, size_t errsz)
+{
+    apc_history_start_t *info = malloc(sizeof *info);
+    apc_history_t *db = NULL;
+    int rc;
+
+    if (info == NULL)
+        return apc_seterr(err, errsz, APC_ENOMEM, "out of memory");
+    /* The read-only handle goes first: SQLite shares one -shm mapping per file in a process,
+       and the read-only one would make the new connection read-only too. The boot reads are
+       done, so nothing needs it any more. */
+    apc_history_close(h->db);
+    h->db = NULL;
+    rc = apc_history_open_writer(h->db_path, h->now_ms, 0, &db, info, err, errsz);
+    if (rc == 0) {
+        h->db = db;
+        h->db_read_only = 0;
+        apc_elog(&h->log, APC_ENGINE_LOG_INFO,
+                 "history: %s can be written again; %lld unfinished run(s) of the last service "
+                 "marked interrupted",
+                 h->db_path, (long long)info->recovered);
+    }
+    free(info);
+    return rc;
+}
+
+/*
  * Runs on the history thread: one write attempt of everything pending, with the failure
  * streak's bookkeeping and log lines. A streak logs its first failure (ERROR, SQLite's text),
  * then at most one reminder ERROR per reminder interval, and one INFO when writing works
@@ -274,7 +308,9 @@ static int attempt_write(apc_histthread_t *h)
     int rc;
 
     err[0] = '\0';
-    rc = write_pending(h, &written, err, sizeof err);
+    rc = h->db_read_only ? reopen_writable(h, err, sizeof err) : 0;
+    if (rc == 0)
+        rc = write_pending(h, &written, err, sizeof err);
     total += written;
     while (rc == 1) {
         rc = write_pending(h, &written, err, sizeof err);
@@ -539,8 +575,9 @@ static int boot(apc_histthread_t *h)
         return apc_seterr(err, errsz, APC_ENOMEM, "out of memory");
     /* A corrupt file is set aside and a new one started: scheduling goes on, and what the
        old file holds stays readable in the set-aside copy. */
-    rc = apc_history_open_writer(h->db_path, h->now_ms, APC_HISTORY_SET_ASIDE_CORRUPT, &h->db, info,
-                                 err, errsz);
+    rc = apc_history_open_writer(h->db_path, h->now_ms,
+                                 APC_HISTORY_SET_ASIDE_CORRUPT | APC_HISTORY_ALLOW_READ_ONLY,
+                                 &h->db, info, err, errsz);
     if (rc == 0) {
         b->recovered = info->recovered;
         b->max_id = info->max_id;
@@ -556,6 +593,22 @@ static int boot(apc_histthread_t *h)
                          (long long)out_max);
             }
         }
+        if (info->read_only) {
+            /* Scheduling goes on; the recovery and every new record wait, in memory, for the
+               file to become writable: hist_main retries as after a failed write. */
+            ULONGLONG now = GetTickCount64();
+            h->db_read_only = 1;
+            h->failing = 1;
+            h->fail_since = h->fail_logged = now;
+            h->fail_attempts = 1;
+            h->next_try = now + RETRY_FIRST_MS;
+            h->retry_ms = RETRY_FIRST_MS * 2;
+            apc_elog(&h->log, APC_ENGINE_LOG_ERROR,
+                     "history: %s cannot be written (%s); the service starts with what it holds "
+                     "and keeps new records in memory (up to %u) until it can write; unfinished "
+                     "runs of the last service are marked interrupted then",
+                     h->db_path, info->diagnosis, APC_HIST_MAX_PENDING);
+        }
         if (info->set_aside)
             apc_elog(&h->log, APC_ENGINE_LOG_ERROR,
                      "history: %s is corrupt (SQLite: %s); set aside as %s; a new history "
@@ -568,11 +621,23 @@ static int boot(apc_histthread_t *h)
     rc = apc_history_job_state_list(h->db, collect_state, b, err, errsz);
     if (rc == 0)
         rc = apc_history_last_runs(h->db, collect_last, b, err, errsz);
+    if (rc == 0 && h->db_read_only) {
+        /* The recovery is only deferred: the engine sees those runs as it will be written. */
+        size_t i;
+        for (i = 0; i < b->nlast; i++)
+            if (b->last_runs[i]->status == APC_RUN_QUEUED ||
+                b->last_runs[i]->status == APC_RUN_RUNNING)
+                b->last_runs[i]->status = APC_RUN_INTERRUPTED;
+    }
     if (rc == APC_ENOMEM)
         apc_seterr(err, errsz, rc, "out of memory reading the history database");
     if (rc != 0)
         return rc;
-    prune(h);
+    /* A read-only start prunes once the file can be written (hist_main). */
+    if (h->db_read_only)
+        h->prune_due = 1;
+    else
+        prune(h);
     return 0;
 }
 
@@ -601,7 +666,9 @@ static DWORD WINAPI hist_main(LPVOID arg)
         ULONGLONG now;
         int attempt;
 
-        if (w == WAIT_OBJECT_0)
+        if (w == WAIT_OBJECT_0 && h->db_read_only)
+            h->prune_due = 1; /* the daily prune waits for a writable file */
+        else if (w == WAIT_OBJECT_0)
             prune(h);
         else if (w == WAIT_FAILED)
             Sleep(RETRY_FIRST_MS); /* cannot happen with a valid handle; never spin */
@@ -614,6 +681,10 @@ static DWORD WINAPI hist_main(LPVOID arg)
         h->stop_kick = 0;
         if (attempt)
             (void)attempt_write(h);
+        if (h->prune_due && !h->db_read_only) {
+            h->prune_due = 0;
+            prune(h);
+        }
         now = GetTickCount64();
         timeout = INFINITE;
         if (h->failing) {
