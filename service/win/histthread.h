@@ -22,17 +22,23 @@
  * ERROR with SQLite's text, then at most one reminder ERROR per APC_HIST_REMINDER_MS
  * ("still failing after N attempts over M s: ...; K record(s) waiting"), and one INFO when
  * writing works again ("after M s; K record(s) written"). A stop while failing triggers one
- * attempt at once and then retries until APC_HIST_STOP_GIVE_UP_MS. An op the store names as at fault (apc_history_failed_op: a
- * duplicate id, a run already final) is dropped with a log line and the rest retried at once.
+ * attempt at once and then retries until APC_HIST_STOP_GIVE_UP_MS. An op the store names as
+ * at fault (apc_history_failed_op: a duplicate id, a run already final) is dropped with a log
+ * line and the rest retried at once.
  * Retention: runs older than service.retention_days are pruned at start and then every 24 h
  * (a waitable timer of this thread); after each pruned chunk has committed, the output files
  * of exactly those runs are deleted, but only inside service.output_dir (a row pointing
  * elsewhere keeps its file; one log line per prune counts each kind of failure).
  * A corrupt database at start (SQLITE_CORRUPT / SQLITE_NOTADB) is set aside as
  * <name>.corrupt-<UTC time> and a new one is started (apc_history_open_writer), with an
- * ERROR in the log naming both files: the service keeps scheduling. A database without runs
- * (new, or emptied by retention) reports as max_id the highest <id>.log in the output folder,
- * so run ids, and with them output file names, never repeat.
+ * ERROR in the log naming both files: the service keeps scheduling. A database SQLite can
+ * open only read-only at start (a read-only file, or a read-only filesystem: then immutable=1,
+ * and only when no -wal file exists) does not stop the start either: the boot reads come from
+ * it, the recovery (runs left queued/running marked interrupted) is deferred, one ERROR names
+ * the file and SQLite's reason, and the thread retries as after a failed write - reopening
+ * read-write (which runs the recovery first), then writing everything pending. A database
+ * without runs (new, or emptied by retention) reports as max_id the highest <id>.log in the
+ * output folder, so run ids, and with them output file names, never repeat.
  *
  * Threads: apc_histthread_start / _free run on the thread that owns the engine; add, flush
  * and stop run on the ENGINE thread (the outbox is engine-thread state); committed and

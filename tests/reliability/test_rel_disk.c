@@ -15,6 +15,14 @@
  * to the full disk: their rows are printed (status, error) for the report, and each must be
  * final - a run never vanishes.
  *
+ * Second check, a read-only filesystem at start: with-tmpfs remounts the tmpfs read-only
+ * through its control channel (APC_REL_TMPFS_CTL) after a crash left a run "running"; the
+ * service must start anyway, schedule, answer status and acknowledge no submit for
+ * APC_REL_RO_S seconds (default 10); after the remount read-write the crashed run is
+ * interrupted, every fire and submit is recorded once, integrity ok, the log names the file.
+ * (Linux refuses a read-only remount while the service holds the database open for writing,
+ * which the check measures: "read-only while running" cannot happen on this platform.)
+ *
  * Thread: the cmocka test thread, plus one thread per submit made while the disk is full.
  */
 #include <setjmp.h>
