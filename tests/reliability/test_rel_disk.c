@@ -375,6 +375,89 @@ static void a_read_only_filesystem_at_start_delays_records_but_loses_none(void *
     free(buf);
 }
 
+/*
+ * The common case of a read-only filesystem at start: the last stop was clean, so no -wal file
+ * exists and SQLite cannot read the WAL database read-only the normal way (SQLITE_CANTOPEN:
+ * it would have to create -wal / -shm); the history opens it immutable=1. The service starts,
+ * a submit made meanwhile is acknowledged only after the remount read-write, and recorded once.
+ */
+static void a_read_only_filesystem_after_a_clean_stop_is_read_immutable(void **state)
+{
+    e2e_svc_t *s = *state;
+    const char *tmpfs = getenv("APC_REL_TMPFS");
+    static held_submit_t held; /* static: a failed check must not pull it away */
+    char data[MAX_PATH], answer[512], where[128], integrity[256], *log;
+    int64_t ro_from;
+    DWORD t_rw;
+    HANDLE th;
+    wchar_t *w;
+
+    if (tmpfs == NULL || *tmpfs == '\0')
+        fail_msg("APC_REL_TMPFS is not set: run this test through tests/reliability/with-tmpfs");
+    (void)snprintf(data, sizeof data, "%s\\clean", tmpfs);
+    w = e2e_wide("%s", data);
+    assert_true(CreateDirectoryW(w, NULL));
+    free(w);
+    e2e_svc_init(s, "roclean");
+    (void)snprintf(s->db, sizeof s->db, "%s\\history.db", data);
+    ro_config(s, data);
+    e2e_svc_start(s);
+    if (rel_wait_count(s->db, "job = 'tick' AND status = 'succeeded'", 2, 60000) < 2)
+        fail_msg("no tick ran within 60 s");
+    assert_int_equal(e2e_svc_stop(s), 0);
+    e2e_proc_free(&s->proc);
+    /* The clean stop removed the WAL (no reader may open the file after it: a reader would
+       leave an empty -wal behind). */
+    w = e2e_wide("%s-wal", s->db);
+    assert_int_equal(GetFileAttributesW(w), INVALID_FILE_ATTRIBUTES);
+    free(w);
+    remount("ro", answer, sizeof answer);
+    assert_string_equal(answer, "done ro");
+    ro_from = apc_win_now_ms();
+    if (!start_or_exit(s))
+        fail_msg("the service did not start on a read-only filesystem: exit %lu, stderr:\n%s",
+                 (unsigned long)s->proc.code, s->proc.err);
+    memset(&held, 0, sizeof held);
+    held.name = s->name;
+    th = CreateThread(NULL, 0, held_submit_main, &held, 0, NULL);
+    assert_non_null(th);
+    Sleep(3000);
+    assert_true(rel_status_ok(s->name, 30000, NULL));
+    assert_int_equal(held.answered, 0);
+    remount("rw", answer, sizeof answer);
+    assert_string_equal(answer, "done rw");
+    t_rw = GetTickCount();
+    assert_int_equal(WaitForSingleObject(th, 180000), WAIT_OBJECT_0);
+    CloseHandle(th);
+    assert_int_equal(held.rc, 1);
+    assert_true((int)(held.answered_at - t_rw) >= -50);
+    (void)snprintf(where, sizeof where, "id = %lld AND job = 'work'", (long long)held.id);
+    assert_int_equal(rel_wait_count(s->db, where, 1, 30000), 1);
+    (void)snprintf(where, sizeof where, "job = 'tick' AND scheduled_for >= %lld",
+                   (long long)ro_from);
+    assert_true(rel_count(s->db, where) >= 2); /* the fires of the read-only window too */
+    rel_db_integrity(s->db, integrity, sizeof integrity);
+    assert_string_equal(integrity, "ok");
+    assert_int_equal(e2e_svc_stop(s), 0);
+    log = e2e_slurp(s->log);
+    assert_non_null(log);
+    {
+        char want[MAX_PATH + 200];
+        (void)snprintf(want, sizeof want,
+                       "ERROR history: %s cannot be written (unable to open database file "
+                       "(SQLITE_CANTOPEN, 14) while reading the schema version)",
+                       s->db);
+        if (strstr(log, want) == NULL ||
+            strstr(log, "can be written again; 0 unfinished run(s)") == NULL)
+            fail_msg("the service log lacks \"%s\" or the recovery line:\n%s", want,
+                     strstr(log, "history: ") != NULL ? strstr(log, "history: ") : log);
+    }
+    rel_figure("history.read_only_fs_clean_stop",
+               "started=1 submit_acked_after_rw_ms=%ld integrity=%s",
+               (long)(held.answered_at - t_rw), integrity);
+    free(log);
+}
+
 static void a_full_disk_delays_records_but_loses_none(void **state)
 {
     e2e_svc_t *s = *state;
@@ -528,6 +611,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(
             a_read_only_filesystem_at_start_delays_records_but_loses_none, e2e_svc_setup,
             e2e_svc_teardown),
+        cmocka_unit_test_setup_teardown(a_read_only_filesystem_after_a_clean_stop_is_read_immutable,
+                                        e2e_svc_setup, e2e_svc_teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
