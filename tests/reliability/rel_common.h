@@ -271,6 +271,39 @@ static E2E_UNUSED int rel_submit(rel_pipe_t *p, const char *req, int64_t *id, in
     return rc;
 }
 
+/*
+ * A submit of job "work" whose answer is expected to be held back (a locked, full or
+ * read-only database): run rel_held_submit_main on its own thread; the test reads
+ * `answered` while it waits, and rc/id/answered_at once the thread has ended. rc is -2 if
+ * no connection could be made; otherwise as rel_submit. Waits up to 180 s for the answer.
+ */
+typedef struct rel_held_submit {
+    const char *name; /* the service (pipe) name, set by the test */
+    int64_t id;
+    int rc;
+    volatile LONG answered;
+    DWORD answered_at; /* GetTickCount when the answer arrived */
+} rel_held_submit_t;
+
+static E2E_UNUSED DWORD WINAPI rel_held_submit_main(void *arg)
+{
+    rel_held_submit_t *t = arg;
+    rel_pipe_t p;
+    char *buf = malloc(REL_RESP_CAP);
+    int code = 0;
+
+    t->rc = -2;
+    if (buf != NULL && rel_pipe_open(&p, t->name, 30000) == 0) {
+        t->rc = rel_submit(&p, "{\"v\":1,\"op\":\"submit\",\"job\":\"work\"}", &t->id, &code, buf,
+                           180000);
+        t->answered_at = GetTickCount();
+        InterlockedExchange(&t->answered, 1);
+        rel_pipe_close(&p);
+    }
+    free(buf);
+    return 0;
+}
+
 /* ---- The history database through SQLite itself -------------------------------------------- */
 
 /* Opens the database read-only (as an operator's sqlite3 -readonly would); NULL on failure. */

@@ -41,34 +41,6 @@
 
 #define SUBMITS 3
 
-typedef struct held_submit {
-    const char *name;
-    int64_t id;
-    int rc;
-    volatile LONG answered;
-    DWORD answered_at;
-} held_submit_t;
-
-/* Runs on a submit thread: one submit whose answer must wait until the disk has room. */
-static DWORD WINAPI held_submit_main(void *arg)
-{
-    held_submit_t *t = arg;
-    rel_pipe_t p;
-    char *buf = malloc(REL_RESP_CAP);
-    int code = 0;
-
-    t->rc = -2;
-    if (buf != NULL && rel_pipe_open(&p, t->name, 30000) == 0) {
-        t->rc = rel_submit(&p, "{\"v\":1,\"op\":\"submit\",\"job\":\"work\"}", &t->id, &code, buf,
-                           180000);
-        t->answered_at = GetTickCount();
-        InterlockedExchange(&t->answered, 1);
-        rel_pipe_close(&p);
-    }
-    free(buf);
-    return 0;
-}
-
 /*
  * Fills the filesystem of dir with dir\filler: big writes, then smaller ones, down to one byte,
  * until WriteFile refuses. Returns the bytes written; *code gets the first refusal's error.
@@ -101,24 +73,40 @@ static int64_t fill(const char *dir, DWORD *code)
     return total;
 }
 
-/* Writes the config: history and output on the tmpfs, config and log on the ordinary disk. */
-static void config(e2e_svc_t *s, const char *data)
+/*
+ * Writes the config: history and output on the tmpfs (data), config and log on the ordinary
+ * disk; jobs is the text between the brackets of "jobs": [...], where %CHILD% is the helper
+ * child's path (at most once).
+ */
+static void config_jobs(e2e_svc_t *s, const char *data, const char *jobs)
 {
     char esc[MAX_PATH * 2];
+    const char *hit = strstr(jobs, "%CHILD%");
     apc_buf_t b = {0};
 
     e2e_json_escape(data, esc, sizeof esc);
     apc_buf_printf(&b,
                    "{\"service\": {\"name\": \"%s\", \"workers\": 2, \"shutdown_grace\": \"2s\", "
                    "\"history\": \"%s\\\\history.db\", \"output_dir\": \"%s\\\\runs\", "
-                   "\"log_dir\": \"logs\"},\n \"jobs\": [\n"
-                   "{\"name\": \"tick\", \"builtin\": \"noop\", \"schedule\": \"@every 1s\"},\n"
-                   "{\"name\": \"work\", \"command\": [\"%s\", \"out\", \"written while full\"]}"
-                   "\n]}\n",
-                   s->name, esc, esc, s->child);
+                   "\"log_dir\": \"logs\"},\n \"jobs\": [\n",
+                   s->name, esc, esc);
+    if (hit != NULL)
+        apc_buf_printf(&b, "%.*s%s%s", (int)(hit - jobs), jobs, s->child, hit + 7);
+    else
+        apc_buf_printf(&b, "%s", jobs);
+    apc_buf_printf(&b, "\n]}\n");
     assert_false(apc_buf_failed(&b));
     e2e_write_file(s->config, b.data);
     apc_buf_free(&b);
+}
+
+/* The full-disk check's config: a tick every second and a command job that prints. */
+static void config(e2e_svc_t *s, const char *data)
+{
+    config_jobs(
+        s, data,
+        "{\"name\": \"tick\", \"builtin\": \"noop\", \"schedule\": \"@every 1s\"},\n"
+        "{\"name\": \"work\", \"command\": [\"%CHILD%\", \"out\", \"written while full\"]}");
 }
 
 /*
@@ -191,22 +179,10 @@ static int start_or_exit(e2e_svc_t *s)
 /* The read-only check's config: like config(), plus a long job to leave running at a crash. */
 static void ro_config(e2e_svc_t *s, const char *data)
 {
-    char esc[MAX_PATH * 2];
-    apc_buf_t b = {0};
-
-    e2e_json_escape(data, esc, sizeof esc);
-    apc_buf_printf(&b,
-                   "{\"service\": {\"name\": \"%s\", \"workers\": 2, \"shutdown_grace\": \"2s\", "
-                   "\"history\": \"%s\\\\history.db\", \"output_dir\": \"%s\\\\runs\", "
-                   "\"log_dir\": \"logs\"},\n \"jobs\": [\n"
-                   "{\"name\": \"tick\", \"builtin\": \"noop\", \"schedule\": \"@every 1s\"},\n"
-                   "{\"name\": \"work\", \"builtin\": \"noop\"},\n"
-                   "{\"name\": \"long\", \"command\": [\"%s\", \"sleep\", \"120000\"]}"
-                   "\n]}\n",
-                   s->name, esc, esc, s->child);
-    assert_false(apc_buf_failed(&b));
-    e2e_write_file(s->config, b.data);
-    apc_buf_free(&b);
+    config_jobs(s, data,
+                "{\"name\": \"tick\", \"builtin\": \"noop\", \"schedule\": \"@every 1s\"},\n"
+                "{\"name\": \"work\", \"builtin\": \"noop\"},\n"
+                "{\"name\": \"long\", \"command\": [\"%CHILD%\", \"sleep\", \"120000\"]}");
 }
 
 /*
@@ -224,7 +200,7 @@ static void a_read_only_filesystem_at_start_delays_records_but_loses_none(void *
     e2e_svc_t *s = *state;
     const char *tmpfs = getenv("APC_REL_TMPFS");
     long ro_s = rel_param("APC_REL_RO_S", 10);
-    static held_submit_t held[SUBMITS]; /* static: a failed check must not pull it away */
+    static rel_held_submit_t held[SUBMITS]; /* static: a failed check must not pull it away */
     HANDLE th[SUBMITS];
     char data[MAX_PATH], answer[512], busy[512], where[300], integrity[256], *log;
     int64_t long_id = 0, ro_from, ro_to, expected, in_window, crashed_status;
@@ -288,7 +264,7 @@ static void a_read_only_filesystem_at_start_delays_records_but_loses_none(void *
     memset(held, 0, sizeof held);
     for (i = 0; i < SUBMITS; i++) {
         held[i].name = s->name;
-        th[i] = CreateThread(NULL, 0, held_submit_main, &held[i], 0, NULL);
+        th[i] = CreateThread(NULL, 0, rel_held_submit_main, &held[i], 0, NULL);
         assert_non_null(th[i]);
     }
     while (apc_win_now_ms() - ro_from < (int64_t)ro_s * 1000) {
@@ -385,7 +361,7 @@ static void a_read_only_filesystem_after_a_clean_stop_is_read_immutable(void **s
 {
     e2e_svc_t *s = *state;
     const char *tmpfs = getenv("APC_REL_TMPFS");
-    static held_submit_t held; /* static: a failed check must not pull it away */
+    static rel_held_submit_t held; /* static: a failed check must not pull it away */
     char data[MAX_PATH], answer[512], where[128], integrity[256], *log;
     int64_t ro_from;
     DWORD t_rw;
@@ -419,7 +395,7 @@ static void a_read_only_filesystem_after_a_clean_stop_is_read_immutable(void **s
                  (unsigned long)s->proc.code, s->proc.err);
     memset(&held, 0, sizeof held);
     held.name = s->name;
-    th = CreateThread(NULL, 0, held_submit_main, &held, 0, NULL);
+    th = CreateThread(NULL, 0, rel_held_submit_main, &held, 0, NULL);
     assert_non_null(th);
     Sleep(3000);
     assert_true(rel_status_ok(s->name, 30000, NULL));
@@ -463,7 +439,7 @@ static void a_full_disk_delays_records_but_loses_none(void **state)
     e2e_svc_t *s = *state;
     const char *data = getenv("APC_REL_TMPFS");
     long full_s = rel_param("APC_REL_FULL_S", 10);
-    held_submit_t held[SUBMITS];
+    rel_held_submit_t held[SUBMITS];
     HANDLE th[SUBMITS];
     char where[300], integrity[256], filler[MAX_PATH];
     int64_t fs_bytes, full_from, full_to, before, in_window, expected, during;
@@ -495,7 +471,7 @@ static void a_full_disk_delays_records_but_loses_none(void **state)
     memset(held, 0, sizeof held);
     for (i = 0; i < SUBMITS; i++) {
         held[i].name = s->name;
-        th[i] = CreateThread(NULL, 0, held_submit_main, &held[i], 0, NULL);
+        th[i] = CreateThread(NULL, 0, rel_held_submit_main, &held[i], 0, NULL);
         assert_non_null(th[i]);
     }
     /* While the disk is full: the service answers and its engine keeps going. */

@@ -32,32 +32,6 @@
 
 #include "rel_common.h"
 
-typedef struct late_submit {
-    const char *name;
-    int64_t id;
-    int rc;
-    DWORD answered_at;
-} late_submit_t;
-
-/* Runs on a submit thread: one submit whose answer must wait for the lock to go. */
-static DWORD WINAPI late_submit_main(void *arg)
-{
-    late_submit_t *t = arg;
-    rel_pipe_t p;
-    char *buf = malloc(REL_RESP_CAP);
-    int code = 0;
-
-    t->rc = -2;
-    if (buf != NULL && rel_pipe_open(&p, t->name, 30000) == 0) {
-        t->rc = rel_submit(&p, "{\"v\":1,\"op\":\"submit\",\"job\":\"work\"}", &t->id, &code, buf,
-                           120000);
-        t->answered_at = GetTickCount();
-        rel_pipe_close(&p);
-    }
-    free(buf);
-    return 0;
-}
-
 static void an_exclusive_lock_by_another_writer_delays_records_but_loses_none(void **state)
 {
     e2e_svc_t *s = *state;
@@ -66,7 +40,7 @@ static void an_exclusive_lock_by_another_writer_delays_records_but_loses_none(vo
     char *errmsg = NULL, where[256];
     int64_t lock_from, lock_to, before, in_window, fires_expected;
     DWORD t_lock, t_unlock, max_status_ms = 0;
-    late_submit_t late = {0};
+    rel_held_submit_t late = {0};
     HANDLE th;
     int rc, statuses = 0;
 
@@ -88,7 +62,7 @@ static void an_exclusive_lock_by_another_writer_delays_records_but_loses_none(vo
     before = rel_count(s->db, "job = 'tick'");
 
     late.name = s->name;
-    th = CreateThread(NULL, 0, late_submit_main, &late, 0, NULL);
+    th = CreateThread(NULL, 0, rel_held_submit_main, &late, 0, NULL);
     assert_non_null(th);
     /* While the lock holds: the service answers and its engine keeps going. */
     while (GetTickCount() - t_lock < (DWORD)lock_s * 1000) {
@@ -171,7 +145,7 @@ static int start_or_exit(e2e_svc_t *s)
 static void a_read_only_database_file_delays_records_until_it_is_writable(void **state)
 {
     e2e_svc_t *s = *state;
-    static late_submit_t held; /* static: a failed check must not pull it away */
+    static rel_held_submit_t held; /* static: a failed check must not pull it away */
     wchar_t *w;
     char want[1024], where[64], *log;
     HANDLE th;
@@ -194,7 +168,7 @@ static void a_read_only_database_file_delays_records_until_it_is_writable(void *
                  (unsigned long)s->proc.code, s->proc.err);
     memset(&held, 0, sizeof held);
     held.name = s->name;
-    th = CreateThread(NULL, 0, late_submit_main, &held, 0, NULL);
+    th = CreateThread(NULL, 0, rel_held_submit_main, &held, 0, NULL);
     assert_non_null(th);
     Sleep(3000);
     assert_true(rel_status_ok(s->name, 30000, NULL));
