@@ -82,6 +82,9 @@
 /* How many heap entries one wake handles before it re-arms the timer and lets APCs in. */
 #define PUMP_BATCH 10000
 
+/* The answer to a request whose records the history thread dropped unwritten. */
+#define HIST_LOST_MSG "the history database could not record the request"
+
 /* What a heap node belongs to: the first member of job_t and run_t. */
 enum { TIMED_JOB = 1, TIMED_RUN = 2 };
 
@@ -140,6 +143,7 @@ struct run {
 typedef struct reply {
     struct reply *next;
     apc_engine_req_t *req;
+    uint64_t first; /* its records: first..seq (the lowest it wrote, the one it waits for) */
     uint64_t seq;
 } reply_t;
 
@@ -194,6 +198,8 @@ struct apc_engine {
     reply_t *replies_head, *replies_tail;
     apc_engine_req_t *answers_head, *answers_tail; /* answered this turn, not yet sent */
     apc_histthread_t *hist; /* NULL when the benchmark option no_history is set */
+    uint64_t hist_done;     /* every record up to it is written or lost (set by ack_apc only) */
+    uint64_t req_first;     /* the lowest seq recorded by the request being handled (0: none) */
     uint64_t nohist_seq;    /* record()'s numbers without a history thread */
     apc_hist_boot_t boot;
 };
@@ -282,6 +288,8 @@ static uint64_t record(apc_engine_t *e, const apc_history_op_t *op)
                  (long long)op->run.id);
         return 0;
     }
+    if (e->req_first == 0)
+        e->req_first = seq;
     return seq;
 }
 
@@ -878,14 +886,18 @@ static void answer_ack(apc_engine_t *e, apc_engine_req_t *req, const char *msg)
 }
 
 /*
- * Answers req once every record up to seq is committed (durable acknowledgement); at once if
- * seq is 0 or already committed. The response must already be in req->response.
+ * Answers req once the history thread has finished with every record up to seq (durable
+ * acknowledgement); at once if seq is 0. The response must already be in req->response; it is
+ * replaced by the error if a record of the request (first recorded while handling it, up to
+ * seq) was lost (answer_acked). Runs on the engine thread, inside request_apc.
  */
 static void answer_after(apc_engine_t *e, apc_engine_req_t *req, uint64_t seq)
 {
     reply_t *p;
 
-    if (seq == 0 || e->hist == NULL || apc_histthread_committed(e->hist) >= seq) {
+    /* A new seq is always above hist_done (every seq acknowledged was handed over before), so
+       a request never finds its records already acknowledged, lost or not. */
+    if (seq == 0 || e->hist == NULL) {
         answer(e, req);
         return;
     }
@@ -895,6 +907,7 @@ static void answer_after(apc_engine_t *e, apc_engine_req_t *req, uint64_t seq)
         return;
     }
     p->req = req;
+    p->first = e->req_first != 0 && e->req_first < seq ? e->req_first : seq;
     p->seq = seq;
     if (e->replies_tail != NULL)
         e->replies_tail->next = p;
@@ -903,25 +916,41 @@ static void answer_after(apc_engine_t *e, apc_engine_req_t *req, uint64_t seq)
     e->replies_tail = p;
 }
 
-/* Answers every waiting reply whose records are committed. */
-static void answer_committed(apc_engine_t *e)
+/*
+ * Answers every waiting reply whose records the history thread has finished with (seq <=
+ * e->hist_done): "ok" (the response prepared) if none of its records first..seq is in a lost
+ * range of ack, else the error. ack holds every range lost since the previous acknowledgement,
+ * and those all lie above the previous `done`, so every reply they concern is answered here:
+ * no range needs keeping afterwards. Replies wait in seq order (seqs are handed out in the
+ * order requests are handled).
+ */
+static void answer_acked(apc_engine_t *e, const apc_hist_ack_t *ack)
 {
-    uint64_t done = e->hist != NULL ? apc_histthread_committed(e->hist) : UINT64_MAX;
-
-    while (e->replies_head != NULL && e->replies_head->seq <= done) {
+    while (e->replies_head != NULL && e->replies_head->seq <= e->hist_done) {
         reply_t *p = e->replies_head;
         e->replies_head = p->next;
         if (e->replies_head == NULL)
             e->replies_tail = NULL;
-        answer(e, p->req);
+        if (apc_hist_ack_lost(ack, p->first, p->seq))
+            answer_error(e, p->req, APC_EDB, HIST_LOST_MSG);
+        else
+            answer(e, p->req);
         free(p);
     }
 }
 
-/* The history thread's acknowledgement: runs on the engine thread. */
+/*
+ * The history thread's acknowledgement (apc_hist_ack_t: progress and losses in one message, so
+ * the engine never sees the one without the other). Runs on the engine thread.
+ */
 static void CALLBACK ack_apc(ULONG_PTR arg)
 {
-    answer_committed((apc_engine_t *)arg);
+    const apc_hist_ack_t *ack = (const apc_hist_ack_t *)arg;
+    apc_engine_t *e = (apc_engine_t *)ack->arg;
+
+    if (ack->done > e->hist_done)
+        e->hist_done = ack->done;
+    answer_acked(e, ack);
 }
 
 /* Encodes a response into req->response without answering yet; returns 0 or the error. */
@@ -1236,6 +1265,7 @@ static void CALLBACK request_apc(ULONG_PTR arg)
     apc_engine_req_t *req = env->req;
 
     free(env);
+    e->req_first = 0; /* record() notes the request's first record */
     if (e->finished) {
         answer_error(e, req, APC_ESTATE, "the service has stopped");
         return;
@@ -1653,11 +1683,14 @@ static DWORD WINAPI engine_main(LPVOID arg)
         else
             wait_thread(e, apc_histthread_handle(e->hist));
     }
-    answer_committed(e);
+    /* The history thread's last acknowledgement may still be queued: run it (and anything
+       else queued; requests see `finished`) so that written records are answered "ok". */
+    while (SleepEx(0, TRUE) == WAIT_IO_COMPLETION)
+        send_answers(e);
     while ((p = e->replies_head) != NULL) {
         /* Records the history could not write: the caller must not believe they are safe. */
         e->replies_head = p->next;
-        answer_error(e, p->req, APC_EDB, "the history database could not record the request");
+        answer_error(e, p->req, APC_EDB, HIST_LOST_MSG);
         free(p);
     }
     e->replies_tail = NULL;
@@ -1859,6 +1892,7 @@ int apc_engine_start(const apc_engine_opts_t *opts, apc_engine_t **out, apc_buf_
     ho.ack_thread = e->thread;
     ho.ack_fn = ack_apc;
     ho.ack_arg = (ULONG_PTR)e;
+    ho.max_pending = opts->hist_max_pending;
     rc = apc_histthread_start(&ho, &e->hist, &e->boot, err, sizeof err);
     if (rc != 0) {
         char line[ERRSZ + 64];

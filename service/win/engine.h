@@ -50,8 +50,9 @@ typedef struct apc_engine_opts {
     /* Optional, zero = default. Tests set these; the service leaves them zero. */
     apc_engine_run_hook_t run_hook; /* see apc_engine_run_hook_t */
     void *run_hook_ctx;
-    uint64_t jitter_seed; /* 0 = derived from the config path (stable across restarts) */
-    int config_acl;       /* APC_CFGACL_* (cfgacl.h) applied at every reload; 0 = no check */
+    uint64_t jitter_seed;    /* 0 = derived from the config path (stable across restarts) */
+    int config_acl;          /* APC_CFGACL_* (cfgacl.h) applied at every reload; 0 = no check */
+    size_t hist_max_pending; /* records the history keeps while it cannot write; 0 = 100,000 */
     /* BENCHMARKS ONLY (tools/bench), never reachable from the config or the command line:
        nonzero runs the engine without a history thread or database, so "engine without
        history" is measured exactly. Nothing is recorded, nothing is recovered, run ids
@@ -129,7 +130,11 @@ struct apc_engine_req {
  * Queues req to the engine thread. Ops answered: status, list, submit, cancel, reload, pause,
  * resume (history, show and logs are read by the pipe server from its own read-only
  * connection: the engine answers them with APC_EINVAL). A submit is answered only after its
- * queued row is committed to the history database (durable acknowledgement).
+ * queued row is committed to the history database (durable acknowledgement); should the
+ * history thread drop the row unwritten (its memory bound reached while the database cannot
+ * be written, or given up at stop), the answer is the error APC_EDB "the history database
+ * could not record the request" instead - never "ok" - and later requests are answered as
+ * usual once their own rows are written.
  * Returns 0 if queued (done WILL run exactly once), APC_EINVAL for a bad argument, APC_ESTATE
  * if the engine has stopped taking requests (done will NOT run), or APC_ESYS if QueueUserAPC
  * failed. Any thread.

@@ -6,8 +6,9 @@
  * Threads: hist_main and every static function it calls run on the HISTORY thread; the
  * outbox functions (apc_histthread_add / _flush / _stop) run on the ENGINE thread; start and
  * free on the owning thread. The two sides share only: the parcels handed over by
- * QueueUserAPC (ownership moves with the APC), the `committed` counter (interlocked), and
- * the fields set before the thread starts.
+ * QueueUserAPC (ownership moves with the APC), the acknowledgements queued back to the ack
+ * thread (apc_hist_ack_t, freed by ack_trampoline there), and the fields set before the
+ * thread starts.
  */
 #include "histthread.h"
 
@@ -64,9 +65,6 @@ struct apc_histthread {
     uint64_t next_seq;
     int stop_sent;
 
-    /* Shared: the highest sequence number handled (interlocked). */
-    volatile LONG64 committed;
-
     /* History-thread state. */
     apc_history_t *db;
     hrec_t *pend_head, *pend_tail;
@@ -86,9 +84,16 @@ struct apc_histthread {
     ULONGLONG next_try; /* while failing: when the retry timer allows the next attempt */
     DWORD retry_ms;     /* the backoff after the next failure */
     DWORD reminder_ms;  /* at most one reminder ERROR per this interval of a streak */
+    size_t max_pending; /* the bound of the pending list */
     HANDLE prune_timer;
     size_t dropped_full; /* records dropped because the pending list was full */
-    uint64_t lost_first; /* the lowest seq dropped unwritten (0: none); see publish() */
+    int dropping;        /* 1: the last arrival was dropped (a streak, logged at its start) */
+    /* Records dropped unwritten since the last acknowledgement, sorted (add_lost); one spare
+       slot so that a new range can be inserted before the closest two are merged. */
+    apc_hist_range_t lost[APC_HIST_ACK_RANGES + 1];
+    size_t nlost;
+    uint64_t acked; /* `done` of the last acknowledgement queued */
+    int ack_failed; /* 1: the last acknowledgement could not be queued; retried (hist_main) */
 };
 
 static void hrec_free(hrec_t *r)
@@ -127,24 +132,115 @@ void apc_hist_boot_free(apc_hist_boot_t *boot)
 
 /* ---- History thread ------------------------------------------------------------------ */
 
+int apc_hist_ack_lost(const apc_hist_ack_t *ack, uint64_t first, uint64_t last)
+{
+    size_t i;
+
+    for (i = 0; ack != NULL && i < ack->nlost; i++)
+        if (ack->lost[i].first <= last && first <= ack->lost[i].last)
+            return 1;
+    return 0;
+}
+
+/* Runs on the ack thread: hands the acknowledgement to the ack routine, then frees it. */
+static void CALLBACK ack_trampoline(ULONG_PTR arg)
+{
+    apc_hist_ack_t *a = (apc_hist_ack_t *)arg;
+
+    a->fn_((ULONG_PTR)a);
+    free(a);
+}
+
 /*
- * Runs on the history thread: publishes progress and wakes the engine. The engine answers a
- * request "ok" once `committed` reaches its record, so `committed` must never cover a record
- * that was dropped unwritten (pending list full, or given up at stop): it stays below the
- * first such record for the rest of the thread's life. Requests waiting for later records are
- * then answered only at stop, with an error (engine.c), never with a false "ok".
+ * Runs on the history thread: records that first..last were dropped unwritten, keeping
+ * h->lost sorted and coalesced. Drops arrive in a few runs (the newest arrivals while the
+ * pending list is full, a record the database refuses, the pending list at the stop give-up),
+ * so APC_HIST_ACK_RANGES ranges suffice; should they not, the two closest ranges are merged:
+ * the records between them - written ones among them - are then reported lost too. That errs
+ * on the safe side (a request gets an error although its row is there, never "ok" for a row
+ * that is not), and it is logged.
+ */
+static void add_lost(apc_histthread_t *h, uint64_t first, uint64_t last)
+{
+    apc_hist_range_t *v = h->lost;
+    size_t n = h->nlost, i = 0, k;
+
+    while (i < n && v[i].first < first)
+        i++;
+    memmove(&v[i + 1], &v[i], (n - i) * sizeof *v);
+    v[i].first = first;
+    v[i].last = last;
+    n++;
+    for (k = 0; k + 1 < n;) {
+        if (v[k + 1].first <= v[k].last + 1) {
+            if (v[k + 1].last > v[k].last)
+                v[k].last = v[k + 1].last;
+            memmove(&v[k + 1], &v[k + 2], (n - k - 2) * sizeof *v);
+            n--;
+        } else {
+            k++;
+        }
+    }
+    if (n > APC_HIST_ACK_RANGES) {
+        size_t best = 0;
+        for (k = 1; k + 1 < n; k++)
+            if (v[k + 1].first - v[k].last < v[best + 1].first - v[best].last)
+                best = k;
+        apc_elog(&h->log, APC_ENGINE_LOG_ERROR,
+                 "history: more than %u separate runs of lost records: records %llu to %llu are "
+                 "reported lost too, although they may be written",
+                 (unsigned)APC_HIST_ACK_RANGES, (unsigned long long)(v[best].last + 1),
+                 (unsigned long long)(v[best + 1].first - 1));
+        v[best].last = v[best + 1].last;
+        memmove(&v[best + 1], &v[best + 2], (n - best - 2) * sizeof *v);
+        n--;
+    }
+    h->nlost = n;
+}
+
+/*
+ * Runs on the history thread (only with nothing pending): acknowledges every record received
+ * so far to the engine - `done` and the ranges lost since the last acknowledgement travel in
+ * ONE APC, so the engine can never take a dropped record for a written one. Nothing new to
+ * say: no APC. If the acknowledgement cannot be queued (no memory, QueueUserAPC failed), the
+ * lost ranges are kept and it is retried (h->ack_failed; hist_main): the engine only waits
+ * longer, it is never told `done` without the losses.
  */
 static void publish(apc_histthread_t *h)
 {
-    uint64_t done = h->pend_max_seq;
+    apc_hist_ack_t *a;
 
-    if (h->lost_first != 0 && done >= h->lost_first)
-        done = h->lost_first - 1;
-    InterlockedExchange64(&h->committed, (LONG64)done);
-    if (h->ack_fn != NULL && !QueueUserAPC(h->ack_fn, h->ack_thread, h->ack_arg))
-        apc_elog(&h->log, APC_ENGINE_LOG_ERROR,
-                 "history: cannot wake the engine (QueueUserAPC error %lu)",
-                 (unsigned long)GetLastError());
+    if (h->ack_fn == NULL) {
+        h->nlost = 0;
+        return;
+    }
+    if (h->pend_max_seq == h->acked && h->nlost == 0)
+        return;
+    a = malloc(sizeof *a);
+    if (a == NULL) {
+        if (!h->ack_failed)
+            apc_elog(&h->log, APC_ENGINE_LOG_ERROR,
+                     "history: out of memory for an acknowledgement; retrying");
+        h->ack_failed = 1;
+        return;
+    }
+    a->arg = h->ack_arg;
+    a->fn_ = h->ack_fn;
+    a->done = h->pend_max_seq;
+    a->nlost = h->nlost;
+    memcpy(a->lost, h->lost, h->nlost * sizeof *a->lost);
+    if (!QueueUserAPC(ack_trampoline, h->ack_thread, (ULONG_PTR)a)) {
+        if (!h->ack_failed)
+            apc_elog(&h->log, APC_ENGINE_LOG_ERROR,
+                     "history: cannot wake the engine (QueueUserAPC error %lu); retrying",
+                     (unsigned long)GetLastError());
+        free(a);
+        h->ack_failed = 1;
+        return;
+    }
+    h->acked = h->pend_max_seq; /* not a->done: `a` belongs to the ack thread now */
+    h->nlost = 0;
+    h->ack_failed = 0;
 }
 
 /* The APC that delivers a parcel; runs on the history thread. */
@@ -159,19 +255,21 @@ static void CALLBACK parcel_apc(ULONG_PTR arg)
         r->next = NULL;
         if (r->seq > h->pend_max_seq)
             h->pend_max_seq = r->seq;
-        if (h->pend_count >= APC_HIST_MAX_PENDING) {
+        if (h->pend_count >= h->max_pending) {
             /* Bounded memory while the disk is failing: the newest records are the ones
-               lost, and every one is counted in the log. */
+               lost, every one is counted in the log and reported lost to the engine. */
             h->dropped_full++;
-            if (h->lost_first == 0) {
-                h->lost_first = r->seq;
+            if (!h->dropping)
                 apc_elog(&h->log, APC_ENGINE_LOG_ERROR,
-                         "history: record %llu and later ones are not acknowledged: requests "
-                         "waiting for them get an error when the service stops",
-                         (unsigned long long)r->seq);
-            }
+                         "history: record %llu dropped: %zu record(s) already wait for the "
+                         "database; it and the next ones without room are reported lost (their "
+                         "requests get an error)",
+                         (unsigned long long)r->seq, h->pend_count);
+            h->dropping = 1;
+            add_lost(h, r->seq, r->seq);
             hrec_free(r);
         } else {
+            h->dropping = 0;
             if (h->pend_tail != NULL)
                 h->pend_tail->next = r;
             else
@@ -212,6 +310,7 @@ static void drop_at(apc_histthread_t *h, size_t i)
                  "history: dropped a record the database refuses (run %lld, job %s)",
                  (long long)r->op.run.id,
                  r->op.kind == APC_HOP_JOB_STATE ? r->op.state.job : r->op.run.job);
+        add_lost(h, r->seq, r->seq);
         hrec_free(r);
     }
 }
@@ -607,7 +706,7 @@ static int boot(apc_histthread_t *h)
                      "history: %s cannot be written (%s); the service starts with what it holds "
                      "and keeps new records in memory (up to %u) until it can write; unfinished "
                      "runs of the last service are marked interrupted then",
-                     h->db_path, info->diagnosis, APC_HIST_MAX_PENDING);
+                     h->db_path, info->diagnosis, (unsigned)h->max_pending);
         }
         if (info->set_aside)
             apc_elog(&h->log, APC_ENGINE_LOG_ERROR,
@@ -696,24 +795,32 @@ static DWORD WINAPI hist_main(LPVOID arg)
         if (h->dropped_full > 0) {
             apc_elog(&h->log, APC_ENGINE_LOG_ERROR,
                      "history: %zu record(s) dropped: more than %u waiting for the database",
-                     h->dropped_full, APC_HIST_MAX_PENDING);
+                     h->dropped_full, (unsigned)h->max_pending);
             h->dropped_full = 0;
         }
-        if (h->pend_count == 0)
+        if (h->pend_count == 0) {
+            h->dropping = 0;
             publish(h);
+        }
+        /* An acknowledgement that could not be queued is retried soon, whatever else waits. */
+        if (h->ack_failed && (timeout == INFINITE || timeout > RETRY_FIRST_MS))
+            timeout = RETRY_FIRST_MS;
         if (h->stopping) {
-            if (h->pend_count == 0)
+            if (h->pend_count == 0 &&
+                (!h->ack_failed || now - h->stop_since >= APC_HIST_STOP_GIVE_UP_MS))
                 break;
             if (attempt && now - h->stop_since >= APC_HIST_STOP_GIVE_UP_MS) {
                 apc_elog(&h->log, APC_ENGINE_LOG_ERROR,
                          "history: stopping: %zu record(s) could not be written and are lost",
                          h->pend_count);
-                if (h->lost_first == 0 || h->pend_head->seq < h->lost_first)
-                    h->lost_first = h->pend_head->seq;
+                /* The pending list is in seq order; what lies between its records was dropped
+                   unwritten already, so one range is exact. */
+                add_lost(h, h->pend_head->seq, h->pend_tail->seq);
                 list_free(h->pend_head);
                 h->pend_head = h->pend_tail = NULL;
                 h->pend_count = 0;
-                publish(h);
+                publish(h); /* if it cannot be queued, the engine gives every waiting request
+                               the error at its end: no false "ok" either way */
                 break;
             }
         }
@@ -802,6 +909,7 @@ int apc_histthread_start(const apc_histthread_opts_t *opts, apc_histthread_t **o
     }
     h->now_ms = opts->now_ms;
     h->reminder_ms = opts->reminder_ms != 0 ? opts->reminder_ms : APC_HIST_REMINDER_MS;
+    h->max_pending = opts->max_pending != 0 ? opts->max_pending : APC_HIST_MAX_PENDING;
     h->retry_ms = RETRY_FIRST_MS;
     h->log = opts->log;
     h->ack_thread = opts->ack_thread;
@@ -864,12 +972,6 @@ void apc_histthread_free(apc_histthread_t *h)
 HANDLE apc_histthread_handle(const apc_histthread_t *h)
 {
     return h == NULL ? NULL : h->thread;
-}
-
-uint64_t apc_histthread_committed(apc_histthread_t *h)
-{
-    /* An interlocked read: compare-exchange with equal values never changes the value. */
-    return (uint64_t)InterlockedCompareExchange64(&h->committed, 0, 0);
 }
 
 /* ---- Engine thread ------------------------------------------------------------------ */

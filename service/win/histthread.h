@@ -13,10 +13,16 @@
  *   apc_histthread_add(op) -> outbox           SleepEx/WaitFor...Ex(prune timer, alertable)
  *   apc_histthread_flush() --APC(parcel)-->    pending += parcel
  *                                              apc_history_write(all pending)   one COMMIT
- *   ack routine <----------APC(ack)--------    committed = last seq
+ *   ack routine <----APC(apc_hist_ack_t)----   { done: last seq, lost: seqs dropped unwritten }
+ *
+ * The acknowledgement carries the progress AND the losses in one message: the engine answers
+ * a waiting request "ok" only if none of its records is in a lost range, else with an error,
+ * and it can never see one without the other. Lost ranges need no keeping afterwards: every
+ * new record gets a higher seq than anything acknowledged.
  *
  * On a write error the batch stays in memory (at most APC_HIST_MAX_PENDING records; beyond
- * that new records are dropped with an ERROR log line) and is retried with a backoff from
+ * that new records are dropped with an ERROR log line and reported lost) and is retried with a
+ * backoff from
  * 100 ms doubling to 30 s; records arriving meanwhile only join it (the retry timer, not
  * their arrival, decides when to try again). A failure streak logs its first failure as an
  * ERROR with SQLite's text, then at most one reminder ERROR per APC_HIST_REMINDER_MS
@@ -24,7 +30,7 @@
  * writing works again ("after M s; K record(s) written"). A stop while failing triggers one
  * attempt at once and then retries until APC_HIST_STOP_GIVE_UP_MS. An op the store names as
  * at fault (apc_history_failed_op: a duplicate id, a run already final) is dropped with a log
- * line and the rest retried at once.
+ * line (reported lost) and the rest retried at once.
  * Retention: runs older than service.retention_days are pruned at start and then every 24 h
  * (a waitable timer of this thread); after each pruned chunk has committed, the output files
  * of exactly those runs are deleted, but only inside service.output_dir (a row pointing
@@ -41,9 +47,9 @@
  * output folder, so run ids, and with them output file names, never repeat.
  *
  * Threads: apc_histthread_start / _free run on the thread that owns the engine; add, flush
- * and stop run on the ENGINE thread (the outbox is engine-thread state); committed and
- * handle may be read from any thread. Everything else in histthread.c runs on the history
- * thread.
+ * and stop run on the ENGINE thread (the outbox is engine-thread state); the ack routine runs
+ * on ack_thread; handle and apc_hist_ack_lost may be called from any thread. Everything else
+ * in histthread.c runs on the history thread.
  */
 #ifndef APC_HISTTHREAD_H
 #define APC_HISTTHREAD_H
@@ -56,8 +62,12 @@
 #include "apc_history.h"
 #include "elog.h"
 
-/* The most records kept in memory while the database cannot be written. */
+/* The most records kept in memory while the database cannot be written (the default of
+   apc_histthread_opts_t.max_pending). */
 #define APC_HIST_MAX_PENDING 100000u
+
+/* How many separate seq ranges of lost records one acknowledgement carries. */
+#define APC_HIST_ACK_RANGES 8
 
 /* While writes keep failing, at most one reminder ERROR per this interval (10 min). */
 #define APC_HIST_REMINDER_MS 600000u
@@ -77,6 +87,32 @@ typedef struct apc_hist_boot {
     size_t nlast;
 } apc_hist_boot_t;
 
+/* The records first..last (sequence numbers, both included). */
+typedef struct apc_hist_range {
+    uint64_t first, last;
+} apc_hist_range_t;
+
+/*
+ * One acknowledgement, the argument of the ack routine (cast from ULONG_PTR). Every record up
+ * to `done` is finished with: written, or dropped unwritten (pending list full, refused by the
+ * database, given up at stop) - and every record dropped since the previous acknowledgement
+ * is in lost[0..nlost), sorted, not overlapping. Drops come in a few runs at most (the newest
+ * arrivals while the list is full; the pending list at the stop give-up); should there be more
+ * than APC_HIST_ACK_RANGES runs, the two closest are merged, so records written between them
+ * are reported lost too (never the other way round; logged as an ERROR).
+ * The memory belongs to the history code: valid only during the ack routine's call.
+ */
+typedef struct apc_hist_ack {
+    ULONG_PTR arg; /* opts->ack_arg */
+    uint64_t done;
+    size_t nlost;
+    apc_hist_range_t lost[APC_HIST_ACK_RANGES];
+    PAPCFUNC fn_; /* private: opts->ack_fn */
+} apc_hist_ack_t;
+
+/* 1 if any record first..last is in a lost range of ack, else 0. Any thread. */
+int apc_hist_ack_lost(const apc_hist_ack_t *ack, uint64_t first, uint64_t last);
+
 typedef struct apc_histthread_opts {
     const char *db_path;    /* UTF-8; its folder must exist */
     int retention_days;     /* 0 = keep forever */
@@ -84,9 +120,12 @@ typedef struct apc_histthread_opts {
     int64_t now_ms;         /* the recovery time stamp */
     apc_elog_t log;
     HANDLE ack_thread; /* the engine thread; must exist (may be suspended) */
-    PAPCFUNC ack_fn;   /* queued to ack_thread after each batch is handled */
+    /* Runs on ack_thread (an APC) whenever the thread has finished with more records; its
+       argument is a const apc_hist_ack_t * (above) whose `arg` is ack_arg. NULL: no acks. */
+    PAPCFUNC ack_fn;
     ULONG_PTR ack_arg;
-    DWORD reminder_ms; /* 0: APC_HIST_REMINDER_MS; tests make it short */
+    DWORD reminder_ms;  /* 0: APC_HIST_REMINDER_MS; tests make it short */
+    size_t max_pending; /* 0: APC_HIST_MAX_PENDING; tests make it small */
 } apc_histthread_opts_t;
 
 /*
@@ -116,12 +155,6 @@ int apc_histthread_add(apc_histthread_t *h, const apc_history_op_t *op, uint64_t
  * outbox for the next flush. Runs on the engine thread.
  */
 int apc_histthread_flush(apc_histthread_t *h);
-
-/*
- * The highest sequence number the history thread has finished with (committed, or dropped
- * with a log line). Any thread.
- */
-uint64_t apc_histthread_committed(apc_histthread_t *h);
 
 /*
  * Flushes the outbox and asks the thread to end once everything is written (giving up after
