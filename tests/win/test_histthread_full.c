@@ -615,7 +615,7 @@ static void wait_calls(call_t *c, size_t n, DWORD ms)
     }
     for (i = 0; i < n; i++)
         if (!c[i].done)
-            fail_msg("submit %zu was not answered within %lu ms", i, (unsigned long)ms);
+            fail_msg("submit %u was not answered within %lu ms", (unsigned)i, (unsigned long)ms);
 }
 
 static void call_done(call_t *c)
