@@ -304,6 +304,51 @@ static E2E_UNUSED DWORD WINAPI rel_held_submit_main(void *arg)
     return 0;
 }
 
+/*
+ * Asks for the service's status every 500 ms until ms milliseconds have passed since the
+ * tick count `since`, each answer within 30 s (the test fails otherwise): proof that the
+ * service keeps answering while its database is locked, full or read-only. Returns the number
+ * of answers; *max_ms gets the slowest.
+ */
+static E2E_UNUSED int rel_status_poll(const char *name, DWORD since, DWORD ms, DWORD *max_ms)
+{
+    int n = 0;
+
+    *max_ms = 0;
+    while (GetTickCount() - since < ms) {
+        DWORD t = GetTickCount();
+        assert_true(rel_status_ok(name, 30000, NULL));
+        t = GetTickCount() - t;
+        if (t > *max_ms)
+            *max_ms = t;
+        n++;
+        Sleep(500);
+    }
+    return n;
+}
+
+/*
+ * Starts `apcsvc run` on s's config; returns 1 once its pipe exists (it runs), 0 once it
+ * exited (code in s->proc.code). Fails the test if neither happens in time.
+ */
+static E2E_UNUSED int rel_start_or_exit(e2e_svc_t *s)
+{
+    char args[MAX_PATH + 32];
+    DWORD start = GetTickCount();
+
+    (void)snprintf(args, sizeof args, "run --config \"%s\"", s->config);
+    e2e_proc_start(&s->proc, E2E_APCSVC, args);
+    for (;;) {
+        if (e2e_proc_wait(&s->proc, 0))
+            return 0;
+        if (e2e_pipe_exists(s->name))
+            return 1;
+        if (GetTickCount() - start > E2E_START_MS)
+            fail_msg("apcsvc neither exited nor served its pipe within %u ms", E2E_START_MS);
+        Sleep(20);
+    }
+}
+
 /* ---- The history database through SQLite itself -------------------------------------------- */
 
 /* Opens the database read-only (as an operator's sqlite3 -readonly would); NULL on failure. */

@@ -157,25 +157,6 @@ static void remount(const char *what, char *answer, size_t answersz)
         fail_msg("with-tmpfs did not answer the remount request \"%s\" within 20 s", what);
 }
 
-/* Starts the service; returns 1 once its pipe exists (it runs), 0 once it exited. */
-static int start_or_exit(e2e_svc_t *s)
-{
-    char args[MAX_PATH + 32];
-    DWORD start = GetTickCount();
-
-    (void)snprintf(args, sizeof args, "run --config \"%s\"", s->config);
-    e2e_proc_start(&s->proc, E2E_APCSVC, args);
-    for (;;) {
-        if (e2e_proc_wait(&s->proc, 0))
-            return 0;
-        if (e2e_pipe_exists(s->name))
-            return 1;
-        if (GetTickCount() - start > E2E_START_MS)
-            fail_msg("apcsvc neither exited nor served its pipe within %u ms", E2E_START_MS);
-        Sleep(20);
-    }
-}
-
 /* The read-only check's config: like config(), plus a long job to leave running at a crash. */
 static void ro_config(e2e_svc_t *s, const char *data)
 {
@@ -258,7 +239,7 @@ static void a_read_only_filesystem_at_start_delays_records_but_loses_none(void *
 
     ro_from = apc_win_now_ms();
     t_start = GetTickCount();
-    if (!start_or_exit(s))
+    if (!rel_start_or_exit(s))
         fail_msg("the service did not start on a read-only filesystem: exit %lu, stderr:\n%s",
                  (unsigned long)s->proc.code, s->proc.err);
     memset(held, 0, sizeof held);
@@ -267,15 +248,8 @@ static void a_read_only_filesystem_at_start_delays_records_but_loses_none(void *
         th[i] = CreateThread(NULL, 0, rel_held_submit_main, &held[i], 0, NULL);
         assert_non_null(th[i]);
     }
-    while (apc_win_now_ms() - ro_from < (int64_t)ro_s * 1000) {
-        DWORD t = GetTickCount();
-        assert_true(rel_status_ok(s->name, 30000, NULL));
-        t = GetTickCount() - t;
-        if (t > max_status_ms)
-            max_status_ms = t;
-        statuses++;
-        Sleep(500);
-    }
+    statuses = rel_status_poll(s->name, GetTickCount() - (DWORD)(apc_win_now_ms() - ro_from),
+                               (DWORD)ro_s * 1000, &max_status_ms);
     ro_to = apc_win_now_ms();
     for (i = 0; i < SUBMITS; i++)
         acked_during_ro += held[i].answered != 0 && held[i].rc == 1;
@@ -390,7 +364,7 @@ static void a_read_only_filesystem_after_a_clean_stop_is_read_immutable(void **s
     remount("ro", answer, sizeof answer);
     assert_string_equal(answer, "done ro");
     ro_from = apc_win_now_ms();
-    if (!start_or_exit(s))
+    if (!rel_start_or_exit(s))
         fail_msg("the service did not start on a read-only filesystem: exit %lu, stderr:\n%s",
                  (unsigned long)s->proc.code, s->proc.err);
     memset(&held, 0, sizeof held);
@@ -475,15 +449,7 @@ static void a_full_disk_delays_records_but_loses_none(void **state)
         assert_non_null(th[i]);
     }
     /* While the disk is full: the service answers and its engine keeps going. */
-    while (GetTickCount() - t_full < (DWORD)full_s * 1000) {
-        DWORD t = GetTickCount();
-        assert_true(rel_status_ok(s->name, 30000, NULL));
-        t = GetTickCount() - t;
-        if (t > max_status_ms)
-            max_status_ms = t;
-        statuses++;
-        Sleep(500);
-    }
+    statuses = rel_status_poll(s->name, t_full, (DWORD)full_s * 1000, &max_status_ms);
     full_to = apc_win_now_ms();
     during = rel_count(s->db, "job = 'tick'");
     for (i = 0; i < SUBMITS; i++)

@@ -65,15 +65,7 @@ static void an_exclusive_lock_by_another_writer_delays_records_but_loses_none(vo
     th = CreateThread(NULL, 0, rel_held_submit_main, &late, 0, NULL);
     assert_non_null(th);
     /* While the lock holds: the service answers and its engine keeps going. */
-    while (GetTickCount() - t_lock < (DWORD)lock_s * 1000) {
-        DWORD t = GetTickCount();
-        assert_true(rel_status_ok(s->name, 30000, NULL));
-        t = GetTickCount() - t;
-        if (t > max_status_ms)
-            max_status_ms = t;
-        statuses++;
-        Sleep(500);
-    }
+    statuses = rel_status_poll(s->name, t_lock, (DWORD)lock_s * 1000, &max_status_ms);
     /* Nothing could be written meanwhile (the readers see the last committed state). */
     assert_int_equal(rel_count(s->db, "job = 'tick'"), before);
     /* The submit made during the lock is still waiting for its answer. */
@@ -120,28 +112,6 @@ static void an_exclusive_lock_by_another_writer_delays_records_but_loses_none(vo
     assert_int_equal(e2e_svc_stop(s), 0);
 }
 
-/*
- * Starts the service; returns 1 once its pipe exists (it runs), 0 once it exited (code in
- * s->proc.code). Fails the test if neither happens in time.
- */
-static int start_or_exit(e2e_svc_t *s)
-{
-    char args[MAX_PATH + 32];
-    DWORD start = GetTickCount();
-
-    (void)snprintf(args, sizeof args, "run --config \"%s\"", s->config);
-    e2e_proc_start(&s->proc, E2E_APCSVC, args);
-    for (;;) {
-        if (e2e_proc_wait(&s->proc, 0))
-            return 0;
-        if (e2e_pipe_exists(s->name))
-            return 1;
-        if (GetTickCount() - start > E2E_START_MS)
-            fail_msg("apcsvc neither exited nor served its pipe within %u ms", E2E_START_MS);
-        Sleep(20);
-    }
-}
-
 static void a_read_only_database_file_delays_records_until_it_is_writable(void **state)
 {
     e2e_svc_t *s = *state;
@@ -163,7 +133,7 @@ static void a_read_only_database_file_delays_records_until_it_is_writable(void *
                    "ERROR history: %s cannot be written (the file is read-only, but the service "
                    "must write to it)",
                    s->db);
-    if (!start_or_exit(s))
+    if (!rel_start_or_exit(s))
         fail_msg("the service did not start on a read-only database file: exit %lu, stderr:\n%s",
                  (unsigned long)s->proc.code, s->proc.err);
     memset(&held, 0, sizeof held);
