@@ -1113,20 +1113,25 @@ static double pipe_round(const wchar_t *pipe, const char *msg, int nclients, int
     return (double)nclients * trips * 1e6 / (t1 - t0);
 }
 
-static int bench_pipe(void)
-{
-    int nclients = quick ? 2 : 4, trips = quick ? 3 : 150, rounds = quick ? 1 : 3, r, k, i;
-    eng_t *g = eng_start(NULL, 2, noop_job);
-    apc_pipesrv_t *srv = NULL;
-    apc_pipesrv_opts_t po;
-    char name[64], echo_name[64], err[512], first[256];
+/*
+ * The service's pipe server on g's engine (named apcbench-<tag>-<pid>), the name of a raw echo
+ * pipe beside it, and the encoded submit of noop that both benchmarks send. Dies on failure.
+ */
+typedef struct pipe_pair {
+    apc_pipesrv_t *srv;
     wchar_t *wpipe, *wecho;
-    apc_buf_t submit = {0}, status = {0};
-    apc_proto_request_t rq;
-    bench_samples_t raw = {0}, sub = {0}, st = {0}, raw_rtt = {0}, sub_rtt = {0}, st_rtt = {0};
+    apc_buf_t submit;
+} pipe_pair_t;
 
-    snprintf(name, sizeof name, "apcbench-%lu", (unsigned long)GetCurrentProcessId());
-    snprintf(echo_name, sizeof echo_name, "\\\\.\\pipe\\apcbench-echo-%lu",
+static void pipe_pair_start(eng_t *g, const char *tag, pipe_pair_t *pp)
+{
+    apc_pipesrv_opts_t po;
+    apc_proto_request_t rq;
+    char name[64], echo_name[64], err[512];
+
+    memset(pp, 0, sizeof *pp);
+    snprintf(name, sizeof name, "apcbench-%s-%lu", tag, (unsigned long)GetCurrentProcessId());
+    snprintf(echo_name, sizeof echo_name, "\\\\.\\pipe\\apcbench-%s-echo-%lu", tag,
              (unsigned long)GetCurrentProcessId());
     memset(&po, 0, sizeof po);
     po.name = name;
@@ -1134,51 +1139,89 @@ static int bench_pipe(void)
     po.post = apc_engine_post;
     po.history_path = g->history;
     InterlockedExchange(&g->signal_at, MAXLONG); /* nothing waits for runs: no SetEvent */
-    if (apc_pipesrv_start(&po, &srv, err, sizeof err) != 0)
+    if (apc_pipesrv_start(&po, &pp->srv, err, sizeof err) != 0)
         die(err);
-    wpipe = apc_utf8_to_wide(apc_pipesrv_path(srv));
-    wecho = apc_utf8_to_wide(echo_name);
+    pp->wpipe = apc_utf8_to_wide(apc_pipesrv_path(pp->srv));
+    pp->wecho = apc_utf8_to_wide(echo_name);
     apc_proto_request_init(&rq, APC_OP_SUBMIT);
     rq.job = "noop";
-    if (apc_proto_request_encode(&rq, &submit, err, sizeof err) != 0)
-        die(err);
+    if (pp->wpipe == NULL || pp->wecho == NULL ||
+        apc_proto_request_encode(&rq, &pp->submit, err, sizeof err) != 0)
+        die("pipe set-up");
+}
+
+static void pipe_pair_stop(pipe_pair_t *pp)
+{
+    apc_pipesrv_stop(pp->srv);
+    if (apc_pipesrv_join(pp->srv, 30000) != 0)
+        die("pipe server join");
+    apc_pipesrv_free(pp->srv);
+    free(pp->wpipe);
+    free(pp->wecho);
+    apc_buf_free(&pp->submit);
+}
+
+/* Starts n raw echo instances of pp's echo pipe, each served by its own blocking thread. */
+static void echo_start(const pipe_pair_t *pp, int n, HANDLE *th)
+{
+    int i;
+
+    for (i = 0; i < n; i++) {
+        HANDLE p = CreateNamedPipeW(
+            pp->wecho, PIPE_ACCESS_DUPLEX,
+            PIPE_TYPE_MESSAGE | PIPE_READMODE_MESSAGE | PIPE_WAIT | PIPE_REJECT_REMOTE_CLIENTS,
+            PIPE_UNLIMITED_INSTANCES, APC_PIPESRV_BUFFER, APC_PIPESRV_BUFFER, 0, NULL);
+        if (p == INVALID_HANDLE_VALUE)
+            die("CreateNamedPipeW");
+        th[i] = start_thread(echo_thread, p);
+    }
+}
+
+/* Waits for the echo threads echo_start made (each ends when its client has gone). */
+static void echo_join(int n, HANDLE *th)
+{
+    int i;
+
+    for (i = 0; i < n; i++) {
+        WaitForSingleObject(th[i], INFINITE);
+        CloseHandle(th[i]);
+    }
+}
+
+static int bench_pipe(void)
+{
+    int nclients = quick ? 2 : 4, trips = quick ? 3 : 150, rounds = quick ? 1 : 3, r, k;
+    eng_t *g = eng_start(NULL, 2, noop_job);
+    pipe_pair_t pp;
+    char err[512], first[256];
+    apc_buf_t status = {0};
+    apc_proto_request_t rq;
+    bench_samples_t raw = {0}, sub = {0}, st = {0}, raw_rtt = {0}, sub_rtt = {0}, st_rtt = {0};
+
+    pipe_pair_start(g, "pipe", &pp);
     apc_proto_request_init(&rq, APC_OP_STATUS);
     if (apc_proto_request_encode(&rq, &status, err, sizeof err) != 0)
         die(err);
-    if (wpipe == NULL || wecho == NULL)
-        die("out of memory");
 
     for (r = 0; r < rounds; r++) {
         for (k = 0; k < 3; k++) {
             switch ((r + k) % 3) {
             case 0: {
                 HANDLE eth[16];
-                for (i = 0; i < nclients; i++) {
-                    HANDLE p = CreateNamedPipeW(wecho, PIPE_ACCESS_DUPLEX,
-                                                PIPE_TYPE_MESSAGE | PIPE_READMODE_MESSAGE |
-                                                    PIPE_WAIT | PIPE_REJECT_REMOTE_CLIENTS,
-                                                PIPE_UNLIMITED_INSTANCES, APC_PIPESRV_BUFFER,
-                                                APC_PIPESRV_BUFFER, 0, NULL);
-                    if (p == INVALID_HANDLE_VALUE)
-                        die("CreateNamedPipeW");
-                    eth[i] = start_thread(echo_thread, p);
-                }
+                echo_start(&pp, nclients, eth);
                 bench_samples_add(
-                    &raw, pipe_round(wecho, submit.data, nclients, trips, &raw_rtt, NULL, 0));
-                for (i = 0; i < nclients; i++) {
-                    WaitForSingleObject(eth[i], INFINITE);
-                    CloseHandle(eth[i]);
-                }
+                    &raw, pipe_round(pp.wecho, pp.submit.data, nclients, trips, &raw_rtt, NULL, 0));
+                echo_join(nclients, eth);
                 break;
             }
             case 1:
-                bench_samples_add(&sub, pipe_round(wpipe, submit.data, nclients, trips, &sub_rtt,
-                                                   first, sizeof first));
+                bench_samples_add(&sub, pipe_round(pp.wpipe, pp.submit.data, nclients, trips,
+                                                   &sub_rtt, first, sizeof first));
                 if (strstr(first, "\"ok\":true") == NULL)
                     die("a submit over the pipe was not answered ok");
                 break;
             default:
-                bench_samples_add(&st, pipe_round(wpipe, status.data, nclients, trips, &st_rtt,
+                bench_samples_add(&st, pipe_round(pp.wpipe, status.data, nclients, trips, &st_rtt,
                                                   first, sizeof first));
                 if (strstr(first, "\"ok\":true") == NULL)
                     die("a status over the pipe was not answered ok");
@@ -1197,13 +1240,7 @@ static int bench_pipe(void)
     bench_summary("pipe", "raw_echo_rtt", &raw_rtt, "us");
     bench_summary("pipe", "submit_rtt", &sub_rtt, "us");
     bench_summary("pipe", "status_rtt", &st_rtt, "us");
-    apc_pipesrv_stop(srv);
-    if (apc_pipesrv_join(srv, 30000) != 0)
-        die("pipe server join");
-    apc_pipesrv_free(srv);
-    free(wpipe);
-    free(wecho);
-    apc_buf_free(&submit);
+    pipe_pair_stop(&pp);
     apc_buf_free(&status);
     eng_stop(g);
     bench_samples_free(&raw);
@@ -1396,69 +1433,31 @@ static int bench_profile(void)
     mark(L"apcbench-profile-engine_nohist-end");
 
     {
-        int nclients = 4, trips = quick ? 5 : 25, i;
-        apc_pipesrv_t *srv = NULL;
-        apc_pipesrv_opts_t po;
-        apc_proto_request_t rq;
-        apc_buf_t submit = {0};
+        int nclients = 4, trips = quick ? 5 : 25;
+        pipe_pair_t pp;
         bench_samples_t rtt = {0};
-        char name[64], echo_name[64], err[512], first[256];
-        wchar_t *wpipe, *wecho;
+        char first[256];
         HANDLE eth[4];
 
-        snprintf(name, sizeof name, "apcbench-prof-%lu", (unsigned long)GetCurrentProcessId());
-        snprintf(echo_name, sizeof echo_name, "\\\\.\\pipe\\apcbench-prof-echo-%lu",
-                 (unsigned long)GetCurrentProcessId());
-        memset(&po, 0, sizeof po);
-        po.name = name;
-        po.engine = gd->e;
-        po.post = apc_engine_post;
-        po.history_path = gd->history;
-        InterlockedExchange(&gd->signal_at, MAXLONG); /* nothing waits for runs: no SetEvent */
-        if (apc_pipesrv_start(&po, &srv, err, sizeof err) != 0)
-            die(err);
-        wpipe = apc_utf8_to_wide(apc_pipesrv_path(srv));
-        wecho = apc_utf8_to_wide(echo_name);
-        apc_proto_request_init(&rq, APC_OP_SUBMIT);
-        rq.job = "noop";
-        if (wpipe == NULL || wecho == NULL ||
-            apc_proto_request_encode(&rq, &submit, err, sizeof err) != 0)
-            die("pipe profile set-up");
+        pipe_pair_start(gd, "prof", &pp);
         /* Warm-up: the pipe thread and the clients' first connections. */
-        pipe_round(wpipe, submit.data, nclients, 2, &rtt, first, sizeof first);
+        pipe_round(pp.wpipe, pp.submit.data, nclients, 2, &rtt, first, sizeof first);
         SleepEx(300, TRUE);
         printf("PROFILE pipe_runs %d\n", nclients * trips);
         name_threads(gd, "pipe_submit");
         mark(L"apcbench-profile-pipe_submit-begin");
-        pipe_round(wpipe, submit.data, nclients, trips, &rtt, first, sizeof first);
+        pipe_round(pp.wpipe, pp.submit.data, nclients, trips, &rtt, first, sizeof first);
         SleepEx(300, TRUE);
         mark(L"apcbench-profile-pipe_submit-end");
         if (strstr(first, "\"ok\":true") == NULL)
             die("a submit over the pipe was not answered ok");
 
-        for (i = 0; i < nclients; i++) {
-            HANDLE p = CreateNamedPipeW(
-                wecho, PIPE_ACCESS_DUPLEX,
-                PIPE_TYPE_MESSAGE | PIPE_READMODE_MESSAGE | PIPE_WAIT | PIPE_REJECT_REMOTE_CLIENTS,
-                PIPE_UNLIMITED_INSTANCES, APC_PIPESRV_BUFFER, APC_PIPESRV_BUFFER, 0, NULL);
-            if (p == INVALID_HANDLE_VALUE)
-                die("CreateNamedPipeW");
-            eth[i] = start_thread(echo_thread, p);
-        }
+        echo_start(&pp, nclients, eth);
         mark(L"apcbench-profile-pipe_echo-begin");
-        pipe_round(wecho, submit.data, nclients, trips, &rtt, NULL, 0);
+        pipe_round(pp.wecho, pp.submit.data, nclients, trips, &rtt, NULL, 0);
         mark(L"apcbench-profile-pipe_echo-end");
-        for (i = 0; i < nclients; i++) {
-            WaitForSingleObject(eth[i], INFINITE);
-            CloseHandle(eth[i]);
-        }
-        apc_pipesrv_stop(srv);
-        if (apc_pipesrv_join(srv, 30000) != 0)
-            die("pipe server join");
-        apc_pipesrv_free(srv);
-        free(wpipe);
-        free(wecho);
-        apc_buf_free(&submit);
+        echo_join(nclients, eth);
+        pipe_pair_stop(&pp);
         bench_samples_free(&rtt);
     }
     fflush(stdout);
