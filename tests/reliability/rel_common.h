@@ -304,6 +304,18 @@ static E2E_UNUSED DWORD WINAPI rel_held_submit_main(void *arg)
     return 0;
 }
 
+/* Starts a held submit of job "work" to the service name on its own thread (t is reset). */
+static E2E_UNUSED HANDLE rel_held_submit_start(rel_held_submit_t *t, const char *name)
+{
+    HANDLE th;
+
+    memset(t, 0, sizeof *t);
+    t->name = name;
+    th = CreateThread(NULL, 0, rel_held_submit_main, t, 0, NULL);
+    assert_non_null(th);
+    return th;
+}
+
 /*
  * Asks for the service's status every 500 ms until ms milliseconds have passed since the
  * tick count `since`, each answer within 30 s (the test fails otherwise): proof that the

@@ -167,6 +167,29 @@ static void ro_config(e2e_svc_t *s, const char *data)
 }
 
 /*
+ * Starts the service for a read-only check with ro_config's jobs, its history and output in
+ * the folder tag on the tmpfs (its path into data), and waits for two ticks to have run.
+ */
+static void ro_service_start(e2e_svc_t *s, const char *tag, char *data, size_t size)
+{
+    const char *tmpfs = getenv("APC_REL_TMPFS");
+    wchar_t *w;
+
+    if (tmpfs == NULL || *tmpfs == '\0')
+        fail_msg("APC_REL_TMPFS is not set: run this test through tests/reliability/with-tmpfs");
+    (void)snprintf(data, size, "%s\\%s", tmpfs, tag);
+    w = e2e_wide("%s", data);
+    assert_true(CreateDirectoryW(w, NULL));
+    free(w);
+    e2e_svc_init(s, tag);
+    (void)snprintf(s->db, sizeof s->db, "%s\\history.db", data);
+    ro_config(s, data);
+    e2e_svc_start(s);
+    if (rel_wait_count(s->db, "job = 'tick' AND status = 'succeeded'", 2, 60000) < 2)
+        fail_msg("no tick ran within 60 s");
+}
+
+/*
  * A read-only filesystem (the tmpfs remounted ro by with-tmpfs) under the history database
  * when the service starts, after a crash left a run "running": the service starts anyway,
  * logs why it cannot write, keeps scheduling and answering status, acknowledges no submit;
@@ -179,7 +202,6 @@ static void ro_config(e2e_svc_t *s, const char *data)
 static void a_read_only_filesystem_at_start_delays_records_but_loses_none(void **state)
 {
     e2e_svc_t *s = *state;
-    const char *tmpfs = getenv("APC_REL_TMPFS");
     long ro_s = rel_param("APC_REL_RO_S", 10);
     static rel_held_submit_t held[SUBMITS]; /* static: a failed check must not pull it away */
     HANDLE th[SUBMITS];
@@ -193,18 +215,7 @@ static void a_read_only_filesystem_at_start_delays_records_but_loses_none(void *
     int i, code = 0, statuses = 0, acked_during_ro = 0, lost = 0;
 
     assert_non_null(buf);
-    if (tmpfs == NULL || *tmpfs == '\0')
-        fail_msg("APC_REL_TMPFS is not set: run this test through tests/reliability/with-tmpfs");
-    (void)snprintf(data, sizeof data, "%s\\ro", tmpfs);
-    w = e2e_wide("%s", data);
-    assert_true(CreateDirectoryW(w, NULL));
-    free(w);
-    e2e_svc_init(s, "rofs");
-    (void)snprintf(s->db, sizeof s->db, "%s\\history.db", data);
-    ro_config(s, data);
-    e2e_svc_start(s);
-    if (rel_wait_count(s->db, "job = 'tick' AND status = 'succeeded'", 2, 60000) < 2)
-        fail_msg("no tick ran within 60 s");
+    ro_service_start(s, "rofs", data, sizeof data);
     /* Read-only while running: Linux refuses while the database is open for writing. */
     remount("ro", busy, sizeof busy);
     if (strstr(busy, "busy") == NULL)
@@ -242,12 +253,8 @@ static void a_read_only_filesystem_at_start_delays_records_but_loses_none(void *
     if (!rel_start_or_exit(s))
         fail_msg("the service did not start on a read-only filesystem: exit %lu, stderr:\n%s",
                  (unsigned long)s->proc.code, s->proc.err);
-    memset(held, 0, sizeof held);
-    for (i = 0; i < SUBMITS; i++) {
-        held[i].name = s->name;
-        th[i] = CreateThread(NULL, 0, rel_held_submit_main, &held[i], 0, NULL);
-        assert_non_null(th[i]);
-    }
+    for (i = 0; i < SUBMITS; i++)
+        th[i] = rel_held_submit_start(&held[i], s->name);
     statuses = rel_status_poll(s->name, GetTickCount() - (DWORD)(apc_win_now_ms() - ro_from),
                                (DWORD)ro_s * 1000, &max_status_ms);
     ro_to = apc_win_now_ms();
@@ -334,7 +341,6 @@ static void a_read_only_filesystem_at_start_delays_records_but_loses_none(void *
 static void a_read_only_filesystem_after_a_clean_stop_is_read_immutable(void **state)
 {
     e2e_svc_t *s = *state;
-    const char *tmpfs = getenv("APC_REL_TMPFS");
     static rel_held_submit_t held; /* static: a failed check must not pull it away */
     char data[MAX_PATH], answer[512], where[128], integrity[256], *log;
     int64_t ro_from;
@@ -342,18 +348,7 @@ static void a_read_only_filesystem_after_a_clean_stop_is_read_immutable(void **s
     HANDLE th;
     wchar_t *w;
 
-    if (tmpfs == NULL || *tmpfs == '\0')
-        fail_msg("APC_REL_TMPFS is not set: run this test through tests/reliability/with-tmpfs");
-    (void)snprintf(data, sizeof data, "%s\\clean", tmpfs);
-    w = e2e_wide("%s", data);
-    assert_true(CreateDirectoryW(w, NULL));
-    free(w);
-    e2e_svc_init(s, "roclean");
-    (void)snprintf(s->db, sizeof s->db, "%s\\history.db", data);
-    ro_config(s, data);
-    e2e_svc_start(s);
-    if (rel_wait_count(s->db, "job = 'tick' AND status = 'succeeded'", 2, 60000) < 2)
-        fail_msg("no tick ran within 60 s");
+    ro_service_start(s, "roclean", data, sizeof data);
     assert_int_equal(e2e_svc_stop(s), 0);
     e2e_proc_free(&s->proc);
     /* The clean stop removed the WAL (no reader may open the file after it: a reader would
@@ -367,10 +362,7 @@ static void a_read_only_filesystem_after_a_clean_stop_is_read_immutable(void **s
     if (!rel_start_or_exit(s))
         fail_msg("the service did not start on a read-only filesystem: exit %lu, stderr:\n%s",
                  (unsigned long)s->proc.code, s->proc.err);
-    memset(&held, 0, sizeof held);
-    held.name = s->name;
-    th = CreateThread(NULL, 0, rel_held_submit_main, &held, 0, NULL);
-    assert_non_null(th);
+    th = rel_held_submit_start(&held, s->name);
     Sleep(3000);
     assert_true(rel_status_ok(s->name, 30000, NULL));
     assert_int_equal(held.answered, 0);
@@ -442,12 +434,8 @@ static void a_full_disk_delays_records_but_loses_none(void **state)
     print_message("filler: %lld bytes, then WriteFile error %lu\n", (long long)fs_bytes,
                   (unsigned long)fill_code);
 
-    memset(held, 0, sizeof held);
-    for (i = 0; i < SUBMITS; i++) {
-        held[i].name = s->name;
-        th[i] = CreateThread(NULL, 0, rel_held_submit_main, &held[i], 0, NULL);
-        assert_non_null(th[i]);
-    }
+    for (i = 0; i < SUBMITS; i++)
+        th[i] = rel_held_submit_start(&held[i], s->name);
     /* While the disk is full: the service answers and its engine keeps going. */
     statuses = rel_status_poll(s->name, t_full, (DWORD)full_s * 1000, &max_status_ms);
     full_to = apc_win_now_ms();

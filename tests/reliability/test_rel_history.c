@@ -61,9 +61,7 @@ static void an_exclusive_lock_by_another_writer_delays_records_but_loses_none(vo
     lock_from = apc_win_now_ms();
     before = rel_count(s->db, "job = 'tick'");
 
-    late.name = s->name;
-    th = CreateThread(NULL, 0, rel_held_submit_main, &late, 0, NULL);
-    assert_non_null(th);
+    th = rel_held_submit_start(&late, s->name);
     /* While the lock holds: the service answers and its engine keeps going. */
     statuses = rel_status_poll(s->name, t_lock, (DWORD)lock_s * 1000, &max_status_ms);
     /* Nothing could be written meanwhile (the readers see the last committed state). */
@@ -136,10 +134,7 @@ static void a_read_only_database_file_delays_records_until_it_is_writable(void *
     if (!rel_start_or_exit(s))
         fail_msg("the service did not start on a read-only database file: exit %lu, stderr:\n%s",
                  (unsigned long)s->proc.code, s->proc.err);
-    memset(&held, 0, sizeof held);
-    held.name = s->name;
-    th = CreateThread(NULL, 0, rel_held_submit_main, &held, 0, NULL);
-    assert_non_null(th);
+    th = rel_held_submit_start(&held, s->name);
     Sleep(3000);
     assert_true(rel_status_ok(s->name, 30000, NULL));
     if (rel_under_wine()) {
